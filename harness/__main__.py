@@ -1,0 +1,4 @@
+"""`python -m harness`."""
+from harness.cli import main
+
+main()

@@ -1,0 +1,79 @@
+"""`python -m harness`: one benchmark job per Hydra run; `-m` sweeps any grid."""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from families.base import FAMILIES
+from harness.errors import HarnessError
+from harness.registry import unknown_name_message
+from harness.run import RESULT_FILE, run_job
+from harness.summary import one_line
+from strategies.base import STRATEGIES
+
+log = logging.getLogger("harness")
+GROUPS = {"family": FAMILIES, "strategy": STRATEGIES}
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def check_group_overrides(argv: list[str]) -> None:
+    """Fail early, in one line, on an unknown `family=` or `strategy=` value (also inside sweep lists)."""
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        registry = GROUPS.get(key.lstrip("+~"))
+        if not sep or registry is None:
+            continue
+        for name in value.split(","):
+            if name.strip() and name.strip() not in registry.names():
+                raise HarnessError(unknown_name_message(registry.kind, name.strip(), registry.names()))
+
+
+def existing_result(job_dir: Path) -> dict | None:
+    """A finished row for this job (resume), or None."""
+    import json
+
+    path = job_dir / RESULT_FILE
+    try:
+        row = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return row if row.get("status") in ("ok", "skipped", "oom") else None
+
+
+@hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
+def task(cfg: DictConfig) -> dict:
+    """Run one job, or reuse its result when a sweep is resumed."""
+    hydra_cfg = HydraConfig.get()
+    job_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    if multirun:
+        total = os.environ.get("HARNESS_SWEEP_TOTAL", "?")
+        print(f"[job {hydra_cfg.job.num + 1}/{total}] {cfg.family.name} {cfg.strategy.name} "
+              f"{hydra_cfg.job.override_dirname}", file=sys.stderr, flush=True)
+    row = None if cfg.run.force else existing_result(job_dir)
+    if row is not None:
+        print(f"skip (done): {job_dir / RESULT_FILE}", file=sys.stderr)
+    else:
+        row = run_job(cfg, job_dir)
+    print(one_line(row), flush=True)
+    if not multirun and row["status"] == "error":
+        print(f"error: {row['error']}", file=sys.stderr)
+        sys.exit(2)
+    return row
+
+
+def main() -> None:
+    """Entry point: validate group names, then hand over to Hydra."""
+    try:
+        check_group_overrides(sys.argv[1:])
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    task()

@@ -1,0 +1,179 @@
+"""One benchmark job: build, reference, apply, measure, compare, restore; always ends in a result row."""
+from __future__ import annotations
+
+import gc
+import logging
+import statistics
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from families.base import Bundle
+from harness.atomic import write_json
+from harness.environment import environment
+from harness.errors import HarnessError, SkipJob
+from harness.parity import ReferenceCache, compare, reference_key
+from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
+from harness.settings import JobSettings, resolve
+from strategies.base import ApplyContext, Handle
+from strategies.engine.ledger import BudgetExceeded
+
+log = logging.getLogger(__name__)
+RESULT_FILE = "result.json"
+OOM_ERRORS: tuple[type[BaseException], ...] = (BudgetExceeded, torch.cuda.OutOfMemoryError)
+
+
+def requested_row(cfg: DictConfig) -> dict[str, Any]:
+    """The row's settings as asked for (filled in before anything can fail)."""
+    strategy = OmegaConf.to_container(cfg.strategy)
+    run = cfg.run
+    return dict(
+        family=cfg.family.name, variant=cfg.family.get("variant"), scale=cfg.family.get("scale"),
+        weights=cfg.family.get("weights"), strategy=strategy.get("name"),
+        prefetch_depth=strategy.get("prefetch_depth"), resident_units=strategy.get("resident_units"),
+        placement=strategy.get("placement"), device=str(run.device), dtype=str(run.dtype), height=run.height,
+        width=run.width, frames=run.frames, steps=run.steps, seed=run.seed, warmup=run.warmup, repeats=run.repeats,
+        vram_budget_gb=run.get("vram_budget_gb"), status="error", error=None)
+
+
+def settings_row(s: JobSettings) -> dict[str, Any]:
+    described = s.strategy.describe()
+    return dict(
+        variant=s.spec.variant, scale=s.spec.scale, device=s.spec.device.type,
+        dtype=str(s.spec.dtype).removeprefix("torch."), height=s.args.height, width=s.args.width,
+        frames=s.args.frames, steps=s.args.steps, strategy=s.strategy.name,
+        prefetch_depth=described.get("prefetch_depth"), resident_units=described.get("resident_units"),
+        placement=described.get("placement"))
+
+
+def reference_settings(s: JobSettings) -> dict[str, Any]:
+    weights = s.spec.weights
+    return dict(family=s.family.name, variant=s.spec.variant, scale=s.spec.scale, dtype=str(s.spec.dtype),
+                device=s.spec.device.type, device_name=environment(s.spec.device)["device_name"],
+                weights=f"{weights}@{weights.stat().st_mtime_ns}" if weights else None,
+                args=repr(s.args), torch=torch.__version__, threads=torch.get_num_threads())
+
+
+def reference_output(bundle: Bundle, s: JobSettings, cache: ReferenceCache) -> torch.Tensor:
+    """The resident output for these settings: from the cache, or computed now (before any strategy)."""
+    settings = reference_settings(s)
+    key = reference_key(settings)
+    cached = cache.load(key)
+    if cached is not None:
+        return cached
+    output = bundle.generate(s.args)
+    cache.store(key, output, settings)
+    return output
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Warmup, then timed repeats; latency median and spread, stage times, memory and copy figures."""
+    device = s.spec.device
+    cuda = CudaMemory(device) if device.type == "cuda" else None
+    clock = StageClock(bundle)
+    try:
+        for _ in range(s.warmup):
+            bundle.generate(s.args)
+        handle.reset_stats()
+        if cuda:
+            cuda.reset()
+        runs = []
+        for _ in range(s.repeats):
+            output, times = clock.time(lambda: bundle.generate(s.args))
+            runs.append(times)
+            if cuda:
+                cuda.sample()
+        stats = handle.stats()
+    finally:
+        clock.remove()
+    n = len(runs)
+    median = lambda attr: statistics.median(getattr(r, attr) for r in runs)  # noqa: E731
+    latencies = [r.total_s for r in runs]
+    row: dict[str, Any] = dict(
+        latency_s=statistics.median(latencies), latency_p10_s=percentile(latencies, 10),
+        latency_p90_s=percentile(latencies, 90), encode_s=median("encode_s"), denoise_s=median("denoise_s"),
+        decode_s=median("decode_s"), step_s=median("denoise_s") / s.args.steps,
+        denoiser_calls=runs[0].denoiser_calls, peak_weights_bytes=stats["peak_weights_bytes"],
+        pinned_bytes=stats.get("pinned_bytes", 0), h2d_bytes=stats.get("h2d_bytes", 0) // n,
+        copy_s=stats.get("copy_s", 0.0) / n, exposed_copy_s=stats.get("exposed_copy_s", 0.0) / n,
+        overlap_efficiency=stats.get("overlap_efficiency"), peak_units_resident=stats.get("peak_units_resident"),
+        streamed_units=stats.get("streamed_units"), sync_loads=stats.get("stream_sync_loads"),
+        out_of_order_units=stats.get("stream_out_of_order"), host_rss_peak_bytes=host_rss_peak_bytes())
+    row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] else None
+    if cuda:
+        row.update(cuda.peaks(), peak_vram_source="cuda")
+    else:
+        row.update(peak_vram_bytes=stats["peak_weights_bytes"], peak_vram_reserved_bytes=None, peak_nvml_bytes=None,
+                   peak_vram_source="ledger")
+    return output, row
+
+
+def apply_budget(s: JobSettings) -> int | None:
+    """The budget in bytes; on CUDA also capped through the caching allocator's memory fraction."""
+    if s.vram_budget_gb is None:
+        return None
+    budget = int(s.vram_budget_gb * 1e9)
+    device = s.spec.device
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), device)
+    return budget
+
+
+def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
+    """Build, reference, apply the strategy, measure, restore; fills `row`."""
+    bundle = s.family.build(s.spec)
+    bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
+    reference = reference_output(bundle, s, ReferenceCache(Path(cfg.reference_cache)))
+    budget = apply_budget(s)
+    ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
+                       vram_budget_bytes=budget)
+    try:
+        handle = s.strategy.apply(bundle, ctx)
+        try:
+            output, measured = measure(bundle, handle, s)
+        finally:
+            handle.remove()
+    finally:
+        if budget is not None and s.spec.device.type == "cuda":
+            torch.cuda.set_per_process_memory_fraction(1.0, s.spec.device)
+    row.update(measured)
+    row.update(compare(output, reference), reference_strategy="none")
+    row["status"] = "ok"
+
+
+def run_job(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
+    """Run one job and write its result row to `job_dir/result.json`; never raises for a failed job."""
+    row = requested_row(cfg)
+    device = None
+    try:
+        s = resolve(cfg)
+        device = s.spec.device
+        row.update(settings_row(s))
+        execute(s, cfg, row)
+    except SkipJob as exc:
+        row.update(status="skipped", error=str(exc))
+    except OOM_ERRORS as exc:
+        row.update(status="oom", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        if device is not None and device.type == "cuda":
+            row["peak_vram_bytes"] = torch.cuda.max_memory_allocated(device)
+    except HarnessError as exc:
+        row.update(status="error", error=str(exc), bad_input=True)
+    except Exception as exc:
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        log.debug("job failed:\n%s", traceback.format_exc())
+    finally:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    row.update(environment(device))
+    write_json(job_dir / RESULT_FILE, row)
+    return row

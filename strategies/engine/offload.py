@@ -1,0 +1,190 @@
+"""The offload engine: packs weights, places them by plan, and wires residency and streaming to the pipeline."""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import psutil
+import torch
+
+from families.base import Bundle
+from strategies.base import ApplyContext, Handle
+from strategies.engine.copy_backend import make_backend
+from strategies.engine.hooks import HookSet
+from strategies.engine.ledger import Ledger
+from strategies.engine.packing import PackedGroup, Placeholders, unique_tensors
+from strategies.engine.residency import Residency
+from strategies.engine.streamer import Streamer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where weights live: components reloaded on entry, units streamed, units kept resident."""
+
+    reload_components: bool
+    stream: bool
+    depth: int = 0
+    resident_units: int = 0
+    placement: str = "largest"
+
+
+class PinBudget:
+    """Pins host buffers until a cap (a fraction of RAM); the rest stay pageable, with a warning."""
+
+    def __init__(self, device: torch.device, fraction: float) -> None:
+        self.enabled = device.type == "cuda"
+        self.left = int(psutil.virtual_memory().total * fraction)
+        self.pinned_bytes = 0
+        self.pageable_bytes = 0
+
+    def take(self, nbytes: int) -> bool:
+        if self.enabled and nbytes <= self.left:
+            self.left -= nbytes
+            self.pinned_bytes += nbytes
+            return True
+        self.pageable_bytes += nbytes
+        return False
+
+    def warn_if_capped(self) -> None:
+        if self.enabled and self.pageable_bytes:
+            warnings.warn(f"pinned memory cap reached: {self.pageable_bytes / 2**30:.2f} GiB stay pageable "
+                          f"(raise strategy.pin_memory_fraction to pin more)")
+
+
+def choose_resident(sizes: list[int], count: int, placement: str) -> set[int]:
+    """Indices of the units kept on the device: the largest ones, or evenly spaced ones."""
+    if count <= 0:
+        return set()
+    if placement == "largest":
+        return set(sorted(range(len(sizes)), key=lambda i: (-sizes[i], i))[:count])
+    step = len(sizes) / count
+    return {int(i * step + step / 2) for i in range(count)}
+
+
+class EngineHandle(Handle):
+    """One applied plan; `remove()` restores every tensor from its host copy."""
+
+    def __init__(self, bundle: Bundle, ctx: ApplyContext, plan: Plan) -> None:
+        self.bundle = bundle
+        self.plan = plan
+        self.device = ctx.device
+        self.ledger = Ledger(ctx.vram_budget_bytes)
+        self.hooks = HookSet()
+        self.placeholders = Placeholders(ctx.device)
+        self.backend = make_backend(ctx.device, ctx.copy_timeout_s, ctx.copy_delay)
+        self.pins = PinBudget(ctx.device, ctx.pin_memory_fraction)
+        self.groups: list[PackedGroup] = []
+        self.resident_buffers: list[torch.Tensor] = []
+        self.streamer: Streamer | None = None
+        self.residency: Residency | None = None
+        try:
+            self._install()
+        except BaseException:
+            self.remove()
+            raise
+        self.pins.warn_if_capped()
+        if ctx.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _pack(self, name: str, tensors: list[torch.Tensor]) -> PackedGroup:
+        nbytes = sum(t.numel() * t.element_size() for t in tensors)
+        group = PackedGroup(name, tensors, pin=self.pins.take(nbytes))
+        self.groups.append(group)
+        group.detach(self.placeholders)
+        return group
+
+    def _install(self) -> None:
+        claimed: set[int] = set()
+        unit_groups: list[PackedGroup] = []
+        owners: list[str] = []
+        unit_modules = []
+        if self.plan.stream:
+            for component in self.bundle.denoisers:
+                for unit_name, module in component.units:
+                    tensors = unique_tensors([module], claimed)
+                    if tensors:
+                        unit_groups.append(self._pack(f"{component.name}.{unit_name}", tensors))
+                        owners.append(component.name)
+                        unit_modules.append(module)
+        component_groups = {}
+        for component in self.bundle.components:
+            tensors = unique_tensors([component.module], claimed)
+            if tensors:
+                component_groups[component.name] = self._pack(component.name, tensors)
+        resident = choose_resident([g.nbytes for g in unit_groups], self.plan.resident_units, self.plan.placement)
+        for index in sorted(resident):
+            self._keep_resident(unit_groups[index])
+        streamed = [i for i in range(len(unit_groups)) if i not in resident]
+        if not self.plan.reload_components:
+            for group in component_groups.values():
+                self._keep_resident(group)
+        else:
+            self.residency = Residency(component_groups, self.device, self.backend, self.ledger, self.placeholders)
+            for component in self.bundle.components:
+                self.hooks.before_entry(component.module, component.entry_points,
+                                        lambda name=component.name: self.residency.enter(name))
+        if streamed:
+            self.streamer = Streamer([unit_groups[i] for i in streamed], [owners[i] for i in streamed],
+                                     self.plan.depth, self.device, self.backend, self.ledger, self.placeholders)
+            for component in self.bundle.denoisers:
+                self.hooks.around_forward(component.module,
+                                          before=lambda name=component.name: self.streamer.component_started(name),
+                                          after=lambda name=component.name: self.streamer.component_finished(name))
+            for position, index in enumerate(streamed):
+                self.hooks.around_forward(unit_modules[index],
+                                          before=lambda p=position: self.streamer.before_unit(p),
+                                          after=lambda p=position: self.streamer.after_unit(p))
+
+    def _keep_resident(self, group: PackedGroup) -> None:
+        self.ledger.allocate(group.nbytes, group.name)
+        buffer = torch.empty(group.nbytes, dtype=torch.uint8, device=self.device)
+        buffer.copy_(group.host)
+        group.attach(group.views(buffer))
+        self.resident_buffers.append(buffer)
+
+    def stats(self) -> dict[str, Any]:
+        self.backend.settle()
+        copy = self.backend.stats
+        stream = self.streamer.stats if self.streamer else None
+        hidden = max(copy.copy_s - copy.wait_s, 0.0)
+        return dict(
+            peak_weights_bytes=self.ledger.peak_bytes,
+            peak_units_resident=self.ledger.peak_units_resident,
+            pinned_bytes=self.pins.pinned_bytes,
+            pageable_host_bytes=self.pins.pageable_bytes,
+            h2d_bytes=copy.bytes,
+            copies=copy.copies,
+            copy_s=copy.copy_s,
+            exposed_copy_s=copy.wait_s,
+            overlap_efficiency=hidden / copy.copy_s if copy.copy_s > 0 else None,
+            slot_bytes=self.streamer.slot_bytes * len(self.streamer.slots) if self.streamer else 0,
+            streamed_units=len(self.streamer.units) if self.streamer else 0,
+            **({f"stream_{k}": v for k, v in asdict(stream).items()} if stream else {}),
+        )
+
+    def reset_stats(self) -> None:
+        self.backend.reset_stats()
+        self.ledger.reset_peak()
+        if self.streamer:
+            self.streamer.stats = type(self.streamer.stats)()
+
+    def remove(self) -> None:
+        self.hooks.remove()
+        try:
+            self.backend.close()
+        finally:
+            if self.streamer:
+                self.streamer.close()
+            if self.residency:
+                self.residency.close()
+            for group in self.groups:
+                group.restore()
+            self.ledger.free(sum(b.numel() for b in self.resident_buffers))
+            self.groups.clear()
+            self.resident_buffers.clear()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()

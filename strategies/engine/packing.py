@@ -1,0 +1,79 @@
+"""Packing a module's tensors into one contiguous host buffer, and pointing them at copies of it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+from torch import nn
+
+ALIGN = 256
+
+
+def unique_tensors(modules: Iterable[nn.Module], claimed: set[int]) -> list[torch.Tensor]:
+    """Parameters and buffers of `modules` not yet in `claimed` (each shared tensor once); claims them."""
+    found = []
+    for module in modules:
+        for tensor in [*module.parameters(), *module.buffers()]:
+            if id(tensor) not in claimed:
+                claimed.add(id(tensor))
+                found.append(tensor)
+    return found
+
+
+@dataclass(frozen=True)
+class _Entry:
+    tensor: torch.Tensor
+    offset: int
+    nbytes: int
+    shape: torch.Size
+    dtype: torch.dtype
+    home: torch.device
+
+
+class Placeholders:
+    """Empty tensors that detached weights point to: a stray use fails loudly instead of reading stale data."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._cache: dict[torch.dtype, torch.Tensor] = {}
+
+    def __call__(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._cache:
+            self._cache[dtype] = torch.empty(0, dtype=dtype, device=self.device)
+        return self._cache[dtype]
+
+
+class PackedGroup:
+    """The tensors of one unit (or component remainder) in one contiguous host buffer, 256-byte aligned."""
+
+    def __init__(self, name: str, tensors: list[torch.Tensor], pin: bool) -> None:
+        self.name = name
+        entries, offset = [], 0
+        for tensor in tensors:
+            nbytes = tensor.numel() * tensor.element_size()
+            entries.append(_Entry(tensor, offset, nbytes, tensor.shape, tensor.dtype, tensor.device))
+            offset += -(-nbytes // ALIGN) * ALIGN
+        self.entries = entries
+        self.nbytes = offset
+        self.pinned = pin
+        self.host = torch.empty(self.nbytes, dtype=torch.uint8, pin_memory=pin)
+        for entry, view in zip(entries, self.views(self.host)):
+            view.copy_(entry.tensor.data)
+
+    def views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
+        """Typed views of each tensor inside `buffer` (the host buffer or a device slot)."""
+        return [buffer[e.offset:e.offset + e.nbytes].view(e.dtype).view(e.shape) for e in self.entries]
+
+    def attach(self, views: list[torch.Tensor]) -> None:
+        for entry, view in zip(self.entries, views):
+            entry.tensor.data = view
+
+    def detach(self, placeholders: Placeholders) -> None:
+        for entry in self.entries:
+            entry.tensor.data = placeholders(entry.dtype)
+
+    def restore(self) -> None:
+        """Give every tensor a fresh copy of its original values on its original device."""
+        for entry, view in zip(self.entries, self.views(self.host)):
+            entry.tensor.data = view.to(entry.home, copy=True)

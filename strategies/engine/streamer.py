@@ -1,0 +1,153 @@
+"""Streams units through a fixed ring of device slots, prefetching `depth` units ahead of compute."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from strategies.engine.copy_backend import CopyBackend
+from strategies.engine.ledger import Ledger
+from strategies.engine.packing import PackedGroup, Placeholders
+
+
+@dataclass
+class _Slot:
+    buffer: torch.Tensor
+    views: dict[int, list[torch.Tensor]] = field(default_factory=dict)
+    unit: int | None = None
+    fence: Any = None
+    release: Any = None
+    in_use: bool = False
+
+
+@dataclass
+class StreamStats:
+    """What the streamer did since the last reset."""
+
+    loads: int = 0
+    sync_loads: int = 0
+    out_of_order: int = 0
+
+
+class Streamer:
+    """The scheduler: records each component's unit order on its first call, then keeps the next `depth`
+    units of that order (wrapping around into the next call) in flight while the current one computes.
+
+    A unit called out of the recorded order is loaded synchronously and counted.
+    """
+
+    def __init__(self, units: list[PackedGroup], owner: list[str], depth: int, device: torch.device,
+                 backend: CopyBackend, ledger: Ledger, placeholders: Placeholders) -> None:
+        self.units = units
+        self.owner = owner
+        self.depth = depth
+        self.backend = backend
+        self.ledger = ledger
+        self.placeholders = placeholders
+        self.stats = StreamStats()
+        slot_bytes = max(u.nbytes for u in units)
+        self.slots = []
+        for _ in range(min(depth + 1, len(units))):
+            ledger.allocate(slot_bytes, "a streaming slot")
+            self.slots.append(_Slot(torch.empty(slot_bytes, dtype=torch.uint8, device=device)))
+        self.slot_bytes = slot_bytes
+        self._where: dict[int, _Slot] = {}
+        components = dict.fromkeys(owner)
+        self._listed = {c: [i for i, o in enumerate(owner) if o == c] for c in components}
+        self._order: dict[str, list[int]] = {}
+        self._recording: dict[str, list[int]] = {}
+        self._cursor = dict.fromkeys(components, 0)
+
+    # -- component boundaries: the first call of each component records its unit order
+    def component_started(self, component: str) -> None:
+        if component not in self._order:
+            self._recording[component] = []
+
+    def component_finished(self, component: str) -> None:
+        recorded = self._recording.pop(component, None)
+        if recorded:
+            self._order[component] = recorded
+
+    # -- unit hooks
+    def before_unit(self, unit: int) -> None:
+        component = self.owner[unit]
+        if component in self._recording:
+            self._recording[component].append(unit)
+        sequence = self._order.get(component, self._listed[component])
+        position = self._locate(component, sequence, unit)
+        window = [sequence[(position + j) % len(sequence)] for j in range(self.depth + 1)] if position is not None \
+            else [unit]
+        slot = self._where.get(unit)
+        if slot is None:
+            self.stats.sync_loads += 1
+            slot = self._load(unit, protect=set(window))
+        self.backend.wait(slot.fence)
+        slot.in_use = True
+        self.units[unit].attach(slot.views[unit])
+        for upcoming in window[1:]:
+            if upcoming not in self._where and not self._prefetch(upcoming, set(window)):
+                break
+
+    def after_unit(self, unit: int) -> None:
+        slot = self._where[unit]
+        self.units[unit].detach(self.placeholders)
+        slot.in_use = False
+        slot.release = self.backend.release_fence()
+
+    # -- internals
+    def _locate(self, component: str, sequence: list[int], unit: int) -> int | None:
+        cursor = self._cursor[component]
+        if sequence[cursor] == unit:
+            position = cursor
+        elif unit in sequence:
+            position = sequence.index(unit)
+            if component in self._order:
+                self.stats.out_of_order += 1
+        else:
+            if component in self._order:
+                self.stats.out_of_order += 1
+            return None
+        self._cursor[component] = (position + 1) % len(sequence)
+        return position
+
+    def _free_slot(self, protect: set[int]) -> _Slot | None:
+        """An empty slot, else one whose unit is idle and outside the window."""
+        empty = [s for s in self.slots if s.unit is None]
+        if empty:
+            return empty[0]
+        idle = [s for s in self.slots if not s.in_use and s.unit not in protect]
+        return idle[0] if idle else None
+
+    def _prefetch(self, unit: int, protect: set[int]) -> bool:
+        slot = self._free_slot(protect)
+        if slot is None:
+            return False
+        self._fill(slot, unit)
+        return True
+
+    def _load(self, unit: int, protect: set[int]) -> _Slot:
+        slot = self._free_slot(protect) or next(s for s in self.slots if not s.in_use)
+        self._fill(slot, unit)
+        return slot
+
+    def _fill(self, slot: _Slot, unit: int) -> None:
+        if slot.unit is not None:
+            del self._where[slot.unit]
+            self.ledger.unit_evicted()
+        group = self.units[unit]
+        if unit not in slot.views:
+            slot.views[unit] = group.views(slot.buffer)
+        slot.fence = self.backend.copy(slot.buffer[:group.nbytes], group.host, slot.release)
+        slot.unit = unit
+        self._where[unit] = slot
+        self.ledger.unit_loaded()
+        self.stats.loads += 1
+
+    def close(self) -> None:
+        for slot in self.slots:
+            self.ledger.free(self.slot_bytes)
+            if slot.unit is not None:
+                self.ledger.unit_evicted()
+        self.slots.clear()
+        self._where.clear()

@@ -1,0 +1,45 @@
+"""`none`: every component stays resident on the compute device (the reference for speed and parity)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from families.base import Bundle
+from families.units import module_bytes
+from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.engine.ledger import BudgetExceeded
+
+
+class ResidentHandle(Handle):
+    """Nothing moves; the weight bytes on the device are those of every component."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.weights_bytes = sum(module_bytes(c.module) for c in bundle.components)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(peak_weights_bytes=self.weights_bytes, pinned_bytes=0, h2d_bytes=0, copies=0)
+
+    def reset_stats(self) -> None:
+        """Nothing to reset: the resident weights never change."""
+
+    def remove(self) -> None:
+        """Nothing to undo."""
+
+
+@STRATEGIES.register("none")
+class NoOffload(Strategy):
+    """Keep everything on the device."""
+
+    name = "none"
+
+    def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
+        for component in bundle.components:
+            if any(t.device != ctx.device for t in [*component.module.parameters(), *component.module.buffers()]):
+                component.module.to(ctx.device)
+        if ctx.vram_budget_bytes is not None:
+            needed = ResidentHandle(bundle).weights_bytes
+            if needed > ctx.vram_budget_bytes:
+                raise BudgetExceeded(f"resident weights need {needed / 2**30:.3f} GiB, "
+                                     f"budget {ctx.vram_budget_bytes / 2**30:.3f} GiB")
+        return ResidentHandle(bundle)

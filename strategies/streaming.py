@@ -1,0 +1,62 @@
+"""`block_stream` and `block_prefetch`: the denoisers' units stream through device slots."""
+from __future__ import annotations
+
+from typing import Any
+
+from families.base import Bundle
+from harness.errors import HarnessError
+from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.engine.offload import EngineHandle, Plan
+
+PLACEMENTS = ("largest", "even")
+
+
+def _count(label: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{label}={value!r} is not valid: use a whole number >= {minimum}")
+    return value
+
+
+class BlockStreaming(Strategy):
+    """Stream units `prefetch_depth` ahead; keep `resident_units` of them on the device for good."""
+
+    prefetch_depth: int = 0
+
+    def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest") -> None:
+        if prefetch_depth is not None:
+            self.prefetch_depth = _count("strategy.prefetch_depth", prefetch_depth, 0)
+        self.resident_units = _count("strategy.resident_units", resident_units, 0)
+        if placement not in PLACEMENTS:
+            raise HarnessError(f"strategy.placement={placement!r} is not valid: use one of {', '.join(PLACEMENTS)}")
+        self.placement = placement
+
+    def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
+        units = sum(len(c.units) for c in bundle.denoisers)
+        if self.resident_units > units:
+            raise HarnessError(f"strategy.resident_units={self.resident_units} is more than the {units} units of "
+                               f"{bundle.family}: use 0..{units}")
+        plan = Plan(reload_components=True, stream=True, depth=self.prefetch_depth,
+                    resident_units=self.resident_units, placement=self.placement)
+        return EngineHandle(bundle, ctx, plan)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(prefetch_depth=self.prefetch_depth, resident_units=self.resident_units,
+                    placement=self.placement if self.resident_units else None)
+
+
+@STRATEGIES.register("block_stream")
+class BlockStream(BlockStreaming):
+    """One unit at a time: copy, compute, next (no overlap)."""
+
+    name = "block_stream"
+
+    def __init__(self, resident_units: Any = 0, placement: str = "largest") -> None:
+        super().__init__(None, resident_units, placement)
+
+
+@STRATEGIES.register("block_prefetch")
+class BlockPrefetch(BlockStreaming):
+    """Copies run `prefetch_depth` units ahead of compute on a side stream (a copy thread on the CPU)."""
+
+    name = "block_prefetch"
+    prefetch_depth = 2
