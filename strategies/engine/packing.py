@@ -58,7 +58,8 @@ class PackedGroup:
         self.nbytes = offset
         self.pinned = pin
         self.host = torch.empty(self.nbytes, dtype=torch.uint8, pin_memory=pin)
-        for entry, view in zip(entries, self.views(self.host)):
+        self.host_views = self.views(self.host)
+        for entry, view in zip(entries, self.host_views):
             view.copy_(entry.tensor.data)
 
     def views(self, buffer: torch.Tensor) -> list[torch.Tensor]:
@@ -70,10 +71,13 @@ class PackedGroup:
             entry.tensor.data = view
 
     def detach(self, placeholders: Placeholders) -> None:
-        for entry in self.entries:
-            entry.tensor.data = placeholders(entry.dtype)
+        """Parameters point to empty placeholders (a stray use fails loudly); buffers to their host copy,
+        since pipelines read some (e.g. a VAE's batch-norm statistics) outside the component's calls."""
+        for entry, host_view in zip(self.entries, self.host_views):
+            is_param = isinstance(entry.tensor, nn.Parameter)
+            entry.tensor.data = placeholders(entry.dtype) if is_param else host_view
 
     def restore(self) -> None:
         """Give every tensor a fresh copy of its original values on its original device."""
-        for entry, view in zip(self.entries, self.views(self.host)):
+        for entry, view in zip(self.entries, self.host_views):
             entry.tensor.data = view.to(entry.home, copy=True)

@@ -1,0 +1,86 @@
+"""The streaming engine on real pipelines: memory bounds, overlap, exactness under delays, clean removal."""
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+
+import pytest
+import torch
+
+from tests.conftest import CORE_STRATEGIES, assert_same_weights, build, run_with, tiny, weights_of
+
+
+@pytest.fixture(scope="module", params=["sd15", "flux"])
+def small(request: pytest.FixtureRequest):
+    bundle, args = build(request.param, "small")
+    args = dataclasses.replace(args, steps=1)
+    return request.param, bundle, args
+
+
+def test_peak_weight_bytes_order_at_small_scale(small) -> None:
+    family, bundle, args = small
+    peaks = {}
+    for strategy, params in CORE_STRATEGIES:
+        _, stats = run_with(bundle, args, strategy, params)
+        peaks[strategy] = stats["peak_weights_bytes"]
+    assert peaks["block_stream"] <= peaks["block_prefetch"] <= peaks["drop_and_reload"] <= peaks["none"], peaks
+    # one streamed unit plus the largest other component: well under half of everything resident
+    assert peaks["block_stream"] < 0.5 * peaks["none"], peaks
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 4])
+def test_never_more_than_depth_plus_one_units(core_family: str, depth: int) -> None:
+    bundle, args, reference = tiny(core_family)
+    output, stats = run_with(bundle, args, "block_prefetch", {"prefetch_depth": depth})
+    assert torch.equal(output, reference)
+    assert 1 <= stats["peak_units_resident"] <= depth + 1
+    if depth + 1 < stats["streamed_units"]:
+        assert stats["peak_units_resident"] == depth + 1
+
+
+def test_prefetch_hides_slow_copies(core_family: str) -> None:
+    """Every copy and every unit's compute take 20 ms: streaming pays both, prefetching overlaps them."""
+    bundle, args, _ = tiny(core_family)
+    args = dataclasses.replace(args, steps=5)
+    reference = bundle.generate(args)
+    hooks = [m.register_forward_pre_hook(lambda *_: time.sleep(0.02)) for c in bundle.denoisers for _, m in c.units]
+    timings = {}
+    try:
+        for strategy, params in [("block_stream", {}), ("block_prefetch", {"prefetch_depth": 2})]:
+            start = time.perf_counter()
+            output, stats = run_with(bundle, args, strategy, params, copy_delay=lambda: 0.02)
+            timings[strategy] = time.perf_counter() - start
+            assert torch.equal(output, reference)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert timings["block_prefetch"] < 0.75 * timings["block_stream"], timings
+
+
+@pytest.mark.parametrize("depth", [0, 1, 3])
+def test_exact_under_random_copy_delays(core_family: str, depth: int) -> None:
+    bundle, args, reference = tiny(core_family)
+    rng = random.Random(depth)
+    output, _ = run_with(bundle, args, "block_prefetch", {"prefetch_depth": depth},
+                         copy_delay=lambda: rng.random() * 0.004)
+    assert torch.equal(output, reference)
+
+
+def test_remove_restores_weights_bit_for_bit(core_family: str) -> None:
+    bundle, args, reference = tiny(core_family)
+    before = weights_of(bundle)
+    for strategy, params in [*CORE_STRATEGIES, ("block_prefetch", {"prefetch_depth": 1, "resident_units": 2}),
+                             ("block_stream", {"resident_units": 1, "placement": "even"})]:
+        run_with(bundle, args, strategy, params)
+        assert_same_weights(before, bundle)
+    assert torch.equal(bundle.generate(args), reference)
+
+
+def test_resident_units_stay_and_lower_traffic(core_family: str) -> None:
+    bundle, args, reference = tiny(core_family)
+    _, streamed = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1})
+    output, kept = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1, "resident_units": 2})
+    assert torch.equal(output, reference)
+    assert kept["streamed_units"] == streamed["streamed_units"] - 2
+    assert kept["h2d_bytes"] < streamed["h2d_bytes"]
