@@ -194,7 +194,7 @@ def _label(row) -> str:
     parts = [str(row.strategy)]
     if pd.notna(row.prefetch_depth) and row.prefetch_depth > 0:
         parts.append(f"k={row.prefetch_depth}")
-    if pd.notna(row.resident_units):
+    if pd.notna(row.resident_units) and row.resident_units > 0:
         parts += [f"r={row.resident_units}", *([row.placement] if pd.notna(row.placement) else [])]
     if pd.notna(row.vram_budget_gb):
         parts.append(f"@{row.vram_budget_gb:g} GB")

@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from families.base import BuildSpec, Family, FAMILIES, GenerateArgs
 from harness.errors import HarnessError
-from strategies.base import STRATEGIES, Strategy
+from strategies.base import SHARED_KNOBS, STRATEGIES, Strategy
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -57,6 +57,19 @@ def _whole(label: str, value: Any, minimum: int) -> int:
     return value
 
 
+def strategy_parameters(strategy_cls: type[Strategy], given: dict[str, Any]) -> dict[str, Any]:
+    """The strategy's own settings: unset (null) ones and shared knobs it does not use are left out."""
+    params = {}
+    for key, value in given.items():
+        if key == "name" or value is None or (key in SHARED_KNOBS and key not in strategy_cls.knobs):
+            continue
+        if key not in strategy_cls.knobs:
+            raise HarnessError(f"strategy.{key} is not a setting of {strategy_cls.name}: "
+                               f"use {', '.join(strategy_cls.knobs) or 'no settings'}")
+        params[key] = value
+    return params
+
+
 def resolve(cfg: DictConfig) -> JobSettings:
     """Validate every setting and build the job's parts, failing early with one line."""
     family = FAMILIES.get(cfg.family.name)()
@@ -77,12 +90,9 @@ def resolve(cfg: DictConfig) -> JobSettings:
     frames = run.frames if run.frames is not None else defaults.frames
     family.check_size(height, width, frames)
     seed = _whole("run.seed", run.seed, 0)
-    strategy_params = {k: v for k, v in OmegaConf.to_container(cfg.strategy).items() if k != "name"}
     strategy_cls = STRATEGIES.get(cfg.strategy.name)
-    try:
-        strategy = strategy_cls(**strategy_params)
-    except TypeError as exc:
-        raise HarnessError(f"strategy {cfg.strategy.name} does not take {exc}") from exc
+    strategy_params = strategy_parameters(strategy_cls, OmegaConf.to_container(cfg.strategy))
+    strategy = strategy_cls(**strategy_params)
     budget = run.get("vram_budget_gb")
     if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
         raise HarnessError(f"run.vram_budget_gb={budget!r} is not valid: use a positive number of GB")

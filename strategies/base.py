@@ -11,6 +11,7 @@ from families.base import Bundle
 from harness.registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("strategy", "strategies")
+SHARED_KNOBS = ("prefetch_depth", "resident_units", "placement")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Strategy(ABC):
 
     name: ClassVar[str]
     lossless: ClassVar[bool] = True
+    knobs: ClassVar[tuple[str, ...]] = ()
 
     @abstractmethod
     def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:

@@ -5,7 +5,7 @@ from typing import Any
 
 from families.base import Bundle
 from harness.errors import HarnessError
-from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext, Handle, Strategy
 from strategies.engine.offload import EngineHandle, Plan
 
 PLACEMENTS = ("largest", "even")
@@ -21,6 +21,7 @@ class BlockStreaming(Strategy):
     """Stream units `prefetch_depth` ahead; keep `resident_units` of them on the device for good."""
 
     prefetch_depth: int = 0
+    knobs = SHARED_KNOBS
 
     def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest") -> None:
         if prefetch_depth is not None:
@@ -49,6 +50,7 @@ class BlockStream(BlockStreaming):
     """One unit at a time: copy, compute, next (no overlap)."""
 
     name = "block_stream"
+    knobs = ("resident_units", "placement")
 
     def __init__(self, resident_units: Any = 0, placement: str = "largest") -> None:
         super().__init__(None, resident_units, placement)
