@@ -130,6 +130,7 @@ def apply_budget(s: JobSettings) -> int | None:
 
 def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
     """Build, reference, apply the strategy, measure, restore; fills `row`."""
+    s.strategy.check_device(s.spec.device)
     bundle = s.family.build(s.spec)
     bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
     reference = reference_output(bundle, s, ReferenceCache(Path(cfg.reference_cache)))

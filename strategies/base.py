@@ -52,6 +52,9 @@ class Strategy(ABC):
     def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
         """Install the strategy on the bundle's pipeline."""
 
+    def check_device(self, device: torch.device) -> None:
+        """Raise SkipJob if this strategy cannot run on `device` (checked before anything is built)."""
+
     def describe(self) -> dict[str, Any]:
         """Strategy parameters recorded in the result row."""
         return {}

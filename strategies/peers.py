@@ -1,0 +1,111 @@
+"""diffusers' own offloading as baselines: group offloading (block and leaf level), model and sequential CPU offload.
+
+They need CUDA; on a CPU they end as `skipped` rows with the reason.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from families.base import Bundle
+from harness.errors import SkipJob
+from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+
+
+def _remove_diffusers_hooks(module: nn.Module) -> None:
+    """Take off every hook diffusers' hook registry put on the module tree (group offloading)."""
+    for sub in module.modules():
+        registry = getattr(sub, "_diffusers_hook", None)
+        if registry is not None:
+            for name in list(registry.hooks):
+                registry.remove_hook(name, recurse=False)
+
+
+class PeerHandle(Handle):
+    """diffusers manages the weights; we only take its hooks off and put the weights back home."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        self.bundle = bundle
+        self.homes = {c.name: next(c.module.parameters()).device for c in bundle.components}
+
+    def stats(self) -> dict[str, Any]:
+        return dict(peak_weights_bytes=None, pinned_bytes=None, h2d_bytes=None)
+
+    def reset_stats(self) -> None:
+        """diffusers keeps no counters to reset."""
+
+    def remove(self) -> None:
+        self.bundle.pipe.remove_all_hooks()
+        for component in self.bundle.components:
+            _remove_diffusers_hooks(component.module)
+            component.module.to(self.homes[component.name])
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+class DiffusersPeer(Strategy):
+    """A diffusers offloading mode applied to the whole pipeline."""
+
+    knobs = ()
+    enable: Callable[[Any, torch.device], None]
+
+    def check_device(self, device: torch.device) -> None:
+        if device.type != "cuda":
+            raise SkipJob(f"{self.name} needs CUDA: diffusers' offloading moves weights between a GPU and the host")
+
+    def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
+        self.check_device(ctx.device)
+        handle = PeerHandle(bundle)
+        try:
+            type(self).enable(bundle.pipe, ctx.device)
+        except BaseException:
+            handle.remove()
+            raise
+        return handle
+
+
+@STRATEGIES.register("diffusers_group_block")
+class GroupBlock(DiffusersPeer):
+    """Group offloading, block level, one block per group, on a stream with record_stream."""
+
+    name = "diffusers_group_block"
+
+    @staticmethod
+    def enable(pipe: Any, device: torch.device) -> None:
+        pipe.enable_group_offload(onload_device=device, offload_type="block_level", num_blocks_per_group=1,
+                                  use_stream=True, record_stream=True)
+
+
+@STRATEGIES.register("diffusers_group_leaf")
+class GroupLeaf(DiffusersPeer):
+    """Group offloading, leaf level, on a stream."""
+
+    name = "diffusers_group_leaf"
+
+    @staticmethod
+    def enable(pipe: Any, device: torch.device) -> None:
+        pipe.enable_group_offload(onload_device=device, offload_type="leaf_level", use_stream=True)
+
+
+@STRATEGIES.register("diffusers_model_offload")
+class ModelOffload(DiffusersPeer):
+    """`enable_model_cpu_offload`: whole models in and out (diffusers' drop and reload)."""
+
+    name = "diffusers_model_offload"
+
+    @staticmethod
+    def enable(pipe: Any, device: torch.device) -> None:
+        pipe.enable_model_cpu_offload(device=device)
+
+
+@STRATEGIES.register("diffusers_sequential")
+class Sequential(DiffusersPeer):
+    """`enable_sequential_cpu_offload`: leaf modules streamed synchronously through accelerate hooks."""
+
+    name = "diffusers_sequential"
+
+    @staticmethod
+    def enable(pipe: Any, device: torch.device) -> None:
+        pipe.enable_sequential_cpu_offload(device=device)
