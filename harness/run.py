@@ -8,8 +8,10 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import diffusers
 import numpy as np
 import torch
+import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from families.base import Bundle
@@ -23,6 +25,8 @@ from strategies.base import ApplyContext, Handle
 from strategies.engine.ledger import BudgetExceeded
 
 log = logging.getLogger(__name__)
+diffusers.utils.logging.set_verbosity_error()
+transformers.utils.logging.set_verbosity_error()
 RESULT_FILE = "result.json"
 OOM_ERRORS: tuple[type[BaseException], ...] = (BudgetExceeded, torch.cuda.OutOfMemoryError)
 
@@ -105,7 +109,8 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
         pinned_bytes=stats.get("pinned_bytes", 0), h2d_bytes=stats.get("h2d_bytes", 0) // n,
         copy_s=stats.get("copy_s", 0.0) / n, exposed_copy_s=stats.get("exposed_copy_s", 0.0) / n,
         overlap_efficiency=stats.get("overlap_efficiency"), peak_units_resident=stats.get("peak_units_resident"),
-        streamed_units=stats.get("streamed_units"), sync_loads=stats.get("stream_sync_loads"),
+        streamed_units=stats.get("streamed_units"), streamed_bytes=stats.get("stream_bytes", 0) // n,
+        sync_loads=stats.get("stream_sync_loads"),
         out_of_order_units=stats.get("stream_out_of_order"), host_rss_peak_bytes=host_rss_peak_bytes())
     row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] else None
     if cuda:

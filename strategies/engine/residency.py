@@ -21,7 +21,8 @@ class Residency:
         self.loaded: dict[str, torch.Tensor] = {}
 
     def enter(self, name: str) -> None:
-        """Called before any entry point of component `name` runs."""
+        """Called before any entry point of component `name` runs. The copy waits for the compute issued so far:
+        the fresh buffer may reuse memory that queued kernels still read."""
         if name in self.loaded or name not in self.groups:
             return
         for other in list(self.loaded):
@@ -29,7 +30,7 @@ class Residency:
         group = self.groups[name]
         self.ledger.allocate(group.nbytes, f"component {name}")
         buffer = torch.empty(group.nbytes, dtype=torch.uint8, device=self.device)
-        self.backend.wait(self.backend.copy(buffer, group.host, None))
+        self.backend.wait(self.backend.copy(buffer, group.host, self.backend.release_fence()))
         group.attach(group.views(buffer))
         self.loaded[name] = buffer
 

@@ -26,6 +26,7 @@ class StreamStats:
     """What the streamer did since the last reset."""
 
     loads: int = 0
+    bytes: int = 0
     sync_loads: int = 0
     out_of_order: int = 0
 
@@ -50,7 +51,8 @@ class Streamer:
         self.slots = []
         for _ in range(min(depth + 1, len(units))):
             ledger.allocate(slot_bytes, "a streaming slot")
-            self.slots.append(_Slot(torch.empty(slot_bytes, dtype=torch.uint8, device=device)))
+            buffer = torch.empty(slot_bytes, dtype=torch.uint8, device=device)
+            self.slots.append(_Slot(buffer, release=backend.release_fence()))
         self.slot_bytes = slot_bytes
         self._where: dict[int, _Slot] = {}
         components = dict.fromkeys(owner)
@@ -68,6 +70,7 @@ class Streamer:
         recorded = self._recording.pop(component, None)
         if recorded:
             self._order[component] = recorded
+            self._cursor[component] = 0
 
     # -- unit hooks
     def before_unit(self, unit: int) -> None:
@@ -97,7 +100,7 @@ class Streamer:
 
     # -- internals
     def _locate(self, component: str, sequence: list[int], unit: int) -> int | None:
-        cursor = self._cursor[component]
+        cursor = self._cursor[component] % len(sequence)
         if sequence[cursor] == unit:
             position = cursor
         elif unit in sequence:
@@ -143,6 +146,7 @@ class Streamer:
         self._where[unit] = slot
         self.ledger.unit_loaded()
         self.stats.loads += 1
+        self.stats.bytes += group.nbytes
 
     def close(self) -> None:
         for slot in self.slots:

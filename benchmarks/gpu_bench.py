@@ -1,0 +1,213 @@
+"""The GPU check: H2D bandwidth, the tiny matrix on the device, and full-scale FLUX.1-dev and LTX-Video with every
+core strategy and every peer, a resident-units sweep and parity. Writes report files into --out as it goes.
+
+    python -m benchmarks.gpu_bench --out DIR                       (on an NVIDIA GPU; see gpu_check.sh)
+    python -m benchmarks.gpu_bench --out DIR --device cpu --scale tiny   (the same logic on a CPU, in seconds)
+
+A deadline (--budget-s) bounds the whole run: what does not fit is listed as not run, never silently dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import gc
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.gpu_report import write_gpu_report
+from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs
+from harness.environment import environment
+from harness.parity import compare
+from harness.run import OOM_ERRORS, measure
+from harness.settings import JobSettings
+from strategies.base import STRATEGIES, ApplyContext
+
+PEERS = ["diffusers_group_block", "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential"]
+CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
+        ("block_prefetch", {"prefetch_depth": 2}), ("block_prefetch", {"prefetch_depth": 4})]
+
+
+class Run:
+    """Deadline, output folder and the rows gathered so far (written after every row)."""
+
+    def __init__(self, out: Path, budget_s: float) -> None:
+        self.out = out
+        self.deadline = time.monotonic() + budget_s
+        self.rows: list[dict[str, Any]] = []
+        self.notes: list[str] = []
+        out.mkdir(parents=True, exist_ok=True)
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def log(self, text: str) -> None:
+        print(text, flush=True)
+        self.notes.append(text)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        with open(self.out / "rows.jsonl", "a") as fh:
+            fh.write(json.dumps(row, default=str) + "\n")
+
+
+def h2d_bandwidth(device: torch.device, gib: float = 1.0) -> dict[str, float]:
+    """Host-to-device GB/s from pinned and pageable memory (median of 5 copies of `gib` GiB)."""
+    n = int(gib * 2**30)
+    dst = torch.empty(n, dtype=torch.uint8, device=device)
+    result = {}
+    for kind in ("pinned", "pageable"):
+        src = torch.empty(n, dtype=torch.uint8, pin_memory=kind == "pinned" and device.type == "cuda")
+        src.fill_(1)
+        times = []
+        for _ in range(6):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            dst.copy_(src, non_blocking=kind == "pinned")
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+        result[f"h2d_{kind}_gbps"] = n / statistics.median(times[1:]) / 1e9
+    return result
+
+
+def build(family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
+          overrides: dict[str, int]) -> tuple[Bundle, GenerateArgs]:
+    fam = FAMILIES.get(family)()
+    variant = variant or fam.default_variant()
+    d = dataclasses.asdict(fam.defaults(variant, scale)) | overrides
+    bundle = fam.build(BuildSpec(variant, scale, dtype, device))
+    return bundle, GenerateArgs(d["steps"], d["height"], d["width"], d["frames"], seed=0)
+
+
+def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:
+    """Device and checksum of every tensor (tiny models: every tensor is small)."""
+    return {f"{c.name}.{n}": (str(t.device), float(t.float().sum()))
+            for c in bundle.components for n, t in [*c.module.named_parameters(), *c.module.named_buffers()]
+            if t.numel() < 2**22}
+
+
+def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.Tensor, strategy: str,
+                 params: dict[str, Any], warmup: int, repeats: int, section: str) -> dict[str, Any]:
+    """Apply, measure, compare, remove; one row whatever happens."""
+    row: dict[str, Any] = dict(section=section, family=bundle.family, variant=bundle.variant, scale=bundle.scale,
+                               strategy=strategy, prefetch_depth=params.get("prefetch_depth"),
+                               resident_units=params.get("resident_units"), placement=params.get("placement"),
+                               device=bundle.device.type, dtype=str(bundle.dtype).removeprefix("torch."),
+                               height=args.height, width=args.width, frames=args.frames, steps=args.steps, seed=0,
+                               warmup=warmup, repeats=repeats, status="error", error=None)
+    strat = STRATEGIES.get(strategy)(**params)
+    described = strat.describe()
+    row.update({k: described.get(k, row[k]) for k in ("prefetch_depth", "resident_units", "placement")})
+    settings = JobSettings(FAMILIES.get(bundle.family)(), BuildSpec(bundle.variant, bundle.scale, bundle.dtype,
+                           bundle.device), args, strat, params, warmup, repeats, None)
+    start = time.monotonic()
+    try:
+        strat.check_device(bundle.device)
+        handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6))
+        row["apply_s"] = time.monotonic() - start
+        try:
+            output, measured = measure(bundle, handle, settings)
+        finally:
+            handle.remove()
+        row.update(measured)
+        row.update(compare(output, reference), reference_strategy="none", status="ok")
+    except OOM_ERRORS as exc:
+        row.update(status="oom", error=str(exc).splitlines()[0])
+    except Exception as exc:
+        status = "skipped" if type(exc).__name__ == "SkipJob" else "error"
+        row.update(status=status, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        if status == "error":
+            run.log(traceback.format_exc(limit=6))
+    row["wall_s"] = time.monotonic() - start
+    row.update(environment(bundle.device))
+    run.add(row)
+    run.log(f"[{section}] {bundle.family} {strategy} {params}: {row['status']} "
+            f"latency={row.get('latency_s')} step={row.get('step_s')} peak={row.get('peak_vram_bytes')} "
+            f"exact={row.get('parity_exact')} {row.get('error') or ''}")
+    if bundle.device.type == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype) -> None:
+    """Every family x every strategy at tiny scale on the device: catches device-placement bugs in seconds."""
+    for family in FAMILIES.names():
+        if run.left() < 0:
+            run.log(f"[tiny] not run (deadline): {family}")
+            continue
+        bundle, args = build(family, None, "tiny", device, dtype, {})
+        before = snapshot(bundle)
+        reference = bundle.generate(args)
+        for strategy, params in [*CORE[:3], ("block_prefetch", {"prefetch_depth": 2}),
+                                 *((p, {}) for p in PEERS)]:
+            row = run_strategy(run, bundle, args, reference, strategy, params, 0, 1, "tiny")
+            row["weights_intact"] = snapshot(bundle) == before
+        del bundle
+        gc.collect()
+
+
+def full_scale(run: Run, family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
+               overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float) -> None:
+    start = time.monotonic()
+    bundle, args = build(family, variant, scale, device, dtype, overrides)
+    run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
+    reference = bundle.generate(args)
+    units = sum(len(c.units) for c in bundle.denoisers)
+    for strategy, params in configs:
+        params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)
+                  for k, v in params.items()}
+        if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s):
+            run.log(f"[{family}] not run (deadline): {strategy} {params}")
+            continue
+        repeats, warmup = (1, 0) if strategy == "diffusers_sequential" else (2, 1)
+        run_strategy(run, bundle, args, reference, strategy, params, warmup, repeats, family)
+    del bundle, reference
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--scale", default="full")
+    parser.add_argument("--budget-s", type=float, default=420)
+    parser.add_argument("--steps", type=int, default=4)
+    opts = parser.parse_args()
+    device = torch.device(opts.device)
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    run = Run(opts.out, opts.budget_s)
+    env = environment(device)
+    run.log(f"# gpu_check on {env['device_name']} (torch {env['torch_version']}, diffusers {env['diffusers_version']})")
+    bandwidth = h2d_bandwidth(device, 1.0 if device.type == "cuda" else 0.05)
+    run.log(f"h2d: {json.dumps(bandwidth)}")
+    (opts.out / "bandwidth.json").write_text(json.dumps(bandwidth | env, indent=1))
+    tiny_matrix(run, device, dtype)
+    sizes = {"steps": opts.steps} if opts.scale == "full" else {}
+    # most telling first: the deadline drops configurations from the end
+    flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2], CORE[1],
+                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}),
+                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5, "placement": "even"}),
+                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.25}), CORE[3], CORE[5],
+                    ("diffusers_group_leaf", {}), ("diffusers_model_offload", {}), ("diffusers_sequential", {})]
+    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20)
+    video_sizes = sizes | ({"frames": 49, "height": 480, "width": 704} if opts.scale == "full" else {})
+    video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2],
+                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}), ("diffusers_model_offload", {})]
+    full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10)
+    write_gpu_report(run.rows, bandwidth, opts.out)
+    (opts.out / "log.txt").write_text("\n".join(run.notes) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""The GPU check's report: the standard report files for the full-scale rows, and summary.md with the targets."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.report import COLUMNS, add_derived, write_reports
+
+OURS = ("block_stream", "block_prefetch")
+LOSSLESS = ("none", "drop_and_reload", "block_stream", "block_prefetch", "diffusers_group_block",
+            "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential")
+
+
+def _gib(value: Any) -> str:
+    return "–" if pd.isna(value) else f"{value / 2**30:.2f}"
+
+
+def _label(row: pd.Series) -> str:
+    parts = [row.strategy]
+    if pd.notna(row.get("prefetch_depth")) and row.prefetch_depth:
+        parts.append(f"k={int(row.prefetch_depth)}")
+    if pd.notna(row.get("resident_units")) and row.resident_units:
+        parts.append(f"r={int(row.resident_units)} {row.placement}")
+    return " ".join(parts)
+
+
+def targets(full: pd.DataFrame, pinned_gbps: float) -> list[str]:
+    """Step time against the floor, speed against diffusers_group_block at equal or lower VRAM, parity."""
+    lines = []
+    for family, rows in full.groupby("family"):
+        ok = rows[rows.status == "ok"]
+        resident = ok[ok.strategy == "none"]
+        prefetch = ok[(ok.strategy == "block_prefetch") & (ok.resident_units.fillna(0) == 0)]
+        lines.append(f"\n### {family}")
+        if not resident.empty and not prefetch.empty:
+            best = prefetch.loc[prefetch.step_s.idxmin()]
+            floor = max(resident.step_s.iloc[0], best.streamed_bytes / rows.steps.iloc[0] / (pinned_gbps * 1e9))
+            verdict = "met" if best.step_s <= 1.1 * floor else "NOT met"
+            lines.append(f"- block_prefetch ({_label(best)}) step {best.step_s:.3f} s vs floor {floor:.3f} s "
+                         f"= max(resident step {resident.step_s.iloc[0]:.3f} s, {best.streamed_bytes / 2**30:.2f} GiB "
+                         f"streamed per run / {rows.steps.iloc[0]} steps / {pinned_gbps:.1f} GB/s): "
+                         f"{best.step_s / floor:.3f}x the floor, target <= 1.10x: {verdict}")
+        group = ok[ok.strategy == "diffusers_group_block"]
+        ours = ok[ok.strategy.isin(OURS)]
+        if not group.empty and not ours.empty:
+            g = group.iloc[0]
+            fits = ours[ours.peak_vram_bytes <= g.peak_vram_bytes]
+            if fits.empty:
+                lines.append(f"- no run of ours at or below diffusers_group_block's peak {_gib(g.peak_vram_bytes)} GiB")
+            else:
+                best = fits.loc[fits.latency_s.idxmin()]
+                speedup = g.latency_s / best.latency_s
+                lines.append(f"- vs diffusers_group_block ({g.latency_s:.2f} s, {_gib(g.peak_vram_bytes)} GiB): "
+                             f"{_label(best)} {best.latency_s:.2f} s at {_gib(best.peak_vram_bytes)} GiB = "
+                             f"{speedup:.2f}x faster, target >= 1.2x: {'met' if speedup >= 1.2 else 'NOT met'}")
+        lossless = rows[rows.strategy.isin(LOSSLESS) & (rows.status == "ok")]
+        inexact = lossless[lossless.parity_exact != True]  # noqa: E712
+        lines.append(f"- parity: {len(lossless) - len(inexact)}/{len(lossless)} lossless runs bit-exact"
+                     + "".join(f"; {_label(r)}: max abs {r.parity_max_abs:.3g}" for _, r in inexact.iterrows()))
+    return lines
+
+
+def tiny_table(tiny: pd.DataFrame) -> list[str]:
+    """Family x strategy: exact / status, and whether weights came back intact."""
+    if tiny.empty:
+        return []
+    cell = tiny.apply(lambda r: ("exact" if r.parity_exact else f"DIFF {r.parity_max_abs:.2g}") if r.status == "ok"
+                      else r.status, axis=1)
+    cell = cell + tiny.weights_intact.map({True: "", False: " (weights changed!)"}).fillna("")
+    table = pd.DataFrame({"family": tiny.family, "strategy": tiny.strategy, "cell": cell}).pivot_table(
+        index="family", columns="strategy", values="cell", aggfunc="first")
+    lines = ["\n## Tiny matrix on the device (every family x every strategy)\n",
+             "| family | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
+    lines += [f"| {family} | " + " | ".join(str(v) for v in row.values) + " |" for family, row in table.iterrows()]
+    errors = tiny[tiny.status == "error"]
+    lines += [f"- {r.family} {r.strategy}: {r.error}" for _, r in errors.iterrows()]
+    return lines
+
+
+def full_table(full: pd.DataFrame) -> list[str]:
+    lines = ["\n## Full scale\n", "| family | strategy | status | latency s | step s | peak VRAM GiB | reserved GiB | "
+             "moved GiB | GB/s | exposed copy s | overlap | exact |", "|---" * 12 + "|"]
+    for _, r in full.iterrows():
+        lines.append(f"| {r.family} | {_label(r)} | {r.status} | {r.get('latency_s', float('nan')):.3f} | "
+                     f"{r.get('step_s', float('nan')):.3f} | {_gib(r.get('peak_vram_bytes'))} | "
+                     f"{_gib(r.get('peak_vram_reserved_bytes'))} | {_gib(r.get('h2d_bytes'))} | "
+                     f"{r.get('h2d_gbps', float('nan')):.1f} | {r.get('exposed_copy_s', float('nan')):.3f} | "
+                     f"{r.get('overlap_efficiency', float('nan')):.2f} | {r.get('parity_exact')} |"
+                     + (f" {r.error}" if isinstance(r.get("error"), str) else ""))
+    return lines
+
+
+def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], out: Path) -> None:
+    df = pd.DataFrame(rows)
+    for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
+                   "exposed_copy_s", "overlap_efficiency", "streamed_bytes", "parity_max_abs", "resident_units",
+                   "prefetch_depth"):
+        if column not in df:
+            df[column] = float("nan")
+    full = df[df.section != "tiny"]
+    device = df.device_name.dropna().iloc[0] if "device_name" in df and df.device_name.notna().any() else "?"
+    lines = [f"# GPU check on {device}", "",
+             f"- host-to-device: pinned {bandwidth['h2d_pinned_gbps']:.1f} GB/s, "
+             f"pageable {bandwidth['h2d_pageable_gbps']:.1f} GB/s"]
+    lines += ["\n## Targets"] + targets(full, bandwidth["h2d_pinned_gbps"])
+    lines += full_table(full) + tiny_table(df[df.section == "tiny"])
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+    if not full.empty:
+        report = full[[c for c in full.columns if c in COLUMNS or c == "result_path"]].copy()
+        report["result_path"] = str(out / "rows.jsonl")
+        write_reports(add_derived(report), out, [])
