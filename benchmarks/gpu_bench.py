@@ -41,7 +41,6 @@ class Run:
         self.out = out
         self.deadline = time.monotonic() + budget_s
         self.rows: list[dict[str, Any]] = []
-        self.notes: list[str] = []
         out.mkdir(parents=True, exist_ok=True)
 
     def left(self) -> float:
@@ -49,7 +48,6 @@ class Run:
 
     def log(self, text: str) -> None:
         print(text, flush=True)
-        self.notes.append(text)
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
@@ -205,7 +203,6 @@ def main() -> int:
                      ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}), ("diffusers_model_offload", {})]
     full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10)
     write_gpu_report(run.rows, bandwidth, opts.out)
-    (opts.out / "log.txt").write_text("\n".join(run.notes) + "\n")
     return 0
 
 

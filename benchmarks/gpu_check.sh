@@ -10,6 +10,8 @@ shift
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pcie.link.width.current \
-  --format=csv > "$out/nvidia-smi.csv" 2>/dev/null || true
-python3 -m benchmarks.gpu_bench --out "$out" "$@" 2>&1 | tee "$out/console.txt"
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.current,pcie.link.width.current \
+    --format=csv 2>/dev/null || true
+  python3 -m benchmarks.gpu_bench --out "$out" "$@"
+} 2>&1 | tee "$out/console.txt"
