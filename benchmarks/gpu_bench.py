@@ -34,6 +34,11 @@ CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_pre
         ("block_prefetch", {"prefetch_depth": 2}), ("block_prefetch", {"prefetch_depth": 4})]
 
 
+def label(strategy: str, params: dict[str, Any]) -> str:
+    """`block_prefetch/prefetch_depth=2/resident_units=0.5`: names a configuration for --skip."""
+    return "/".join([strategy, *(f"{k}={v}" for k, v in params.items())])
+
+
 class Run:
     """Deadline, output folder and the rows gathered so far (written after every row)."""
 
@@ -135,7 +140,7 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
     return row
 
 
-def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype) -> None:
+def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: set[str] | None) -> None:
     """Every family x every strategy at tiny scale on the device: catches device-placement bugs in seconds."""
     for family in FAMILIES.names():
         if run.left() < 0:
@@ -146,6 +151,8 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype) -> None:
         reference = bundle.generate(args)
         for strategy, params in [*CORE[:3], ("block_prefetch", {"prefetch_depth": 2}),
                                  *((p, {}) for p in PEERS)]:
+            if strategies is not None and strategy not in strategies:
+                continue
             row = run_strategy(run, bundle, args, reference, strategy, params, 0, 1, "tiny")
             row["weights_intact"] = snapshot(bundle) == before
         del bundle
@@ -153,13 +160,16 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype) -> None:
 
 
 def full_scale(run: Run, family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
-               overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float) -> None:
+               overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float,
+               skip: set[str]) -> None:
     start = time.monotonic()
     bundle, args = build(family, variant, scale, device, dtype, overrides)
     run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
     reference = bundle.generate(args)
     units = sum(len(c.units) for c in bundle.denoisers)
     for strategy, params in configs:
+        if f"{family}:{label(strategy, params)}" in skip:
+            continue
         params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)
                   for k, v in params.items()}
         if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s):
@@ -180,7 +190,11 @@ def main() -> int:
     parser.add_argument("--scale", default="full")
     parser.add_argument("--budget-s", type=float, default=420)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--tiny", default="all", help="strategies of the tiny matrix: all, none, or a comma list")
+    parser.add_argument("--skip", default="", help="comma list of family:label configurations not to run")
+    parser.add_argument("--no-video", action="store_true")
     opts = parser.parse_args()
+    skip = set(filter(None, opts.skip.split(",")))
     device = torch.device(opts.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     run = Run(opts.out, opts.budget_s)
@@ -189,7 +203,8 @@ def main() -> int:
     bandwidth = h2d_bandwidth(device, 1.0 if device.type == "cuda" else 0.05)
     run.log(f"h2d: {json.dumps(bandwidth)}")
     (opts.out / "bandwidth.json").write_text(json.dumps(bandwidth | env, indent=1))
-    tiny_matrix(run, device, dtype)
+    if opts.tiny != "none":
+        tiny_matrix(run, device, dtype, None if opts.tiny == "all" else set(opts.tiny.split(",")))
     sizes = {"steps": opts.steps} if opts.scale == "full" else {}
     # most telling first: the deadline drops configurations from the end
     flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2], CORE[1],
@@ -197,11 +212,12 @@ def main() -> int:
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5, "placement": "even"}),
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.25}), CORE[3], CORE[5],
                     ("diffusers_group_leaf", {}), ("diffusers_model_offload", {}), ("diffusers_sequential", {})]
-    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20)
+    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, skip)
     video_sizes = sizes | ({"frames": 49, "height": 480, "width": 704} if opts.scale == "full" else {})
     video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2],
                      ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}), ("diffusers_model_offload", {})]
-    full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10)
+    if not opts.no_video:
+        full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10, skip)
     write_gpu_report(run.rows, bandwidth, opts.out)
     return 0
 

@@ -78,6 +78,11 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def per_run(total: float | None, runs: int) -> float | None:
+    """A total over `runs` generations as a per-generation figure (None where the strategy cannot count it)."""
+    return None if total is None else total / runs
+
+
 def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tensor, dict[str, Any]]:
     """Warmup, then timed repeats; latency median and spread, stage times, memory and copy figures."""
     device = s.spec.device
@@ -106,13 +111,13 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
         latency_p90_s=percentile(latencies, 90), encode_s=median("encode_s"), denoise_s=median("denoise_s"),
         decode_s=median("decode_s"), step_s=median("denoise_s") / s.args.steps,
         denoiser_calls=runs[0].denoiser_calls, peak_weights_bytes=stats["peak_weights_bytes"],
-        pinned_bytes=stats.get("pinned_bytes", 0), h2d_bytes=stats.get("h2d_bytes", 0) // n,
-        copy_s=stats.get("copy_s", 0.0) / n, exposed_copy_s=stats.get("exposed_copy_s", 0.0) / n,
+        pinned_bytes=stats.get("pinned_bytes"), h2d_bytes=per_run(stats.get("h2d_bytes"), n),
+        copy_s=per_run(stats.get("copy_s"), n), exposed_copy_s=per_run(stats.get("exposed_copy_s"), n),
         overlap_efficiency=stats.get("overlap_efficiency"), peak_units_resident=stats.get("peak_units_resident"),
-        streamed_units=stats.get("streamed_units"), streamed_bytes=stats.get("stream_bytes", 0) // n,
+        streamed_units=stats.get("streamed_units"), streamed_bytes=per_run(stats.get("stream_bytes"), n),
         sync_loads=stats.get("stream_sync_loads"),
         out_of_order_units=stats.get("stream_out_of_order"), host_rss_peak_bytes=host_rss_peak_bytes())
-    row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] else None
+    row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] and row["h2d_bytes"] else None
     if cuda:
         row.update(cuda.peaks(), peak_vram_source="cuda")
     else:

@@ -12,6 +12,7 @@ from torch import nn
 from families.base import Bundle
 from harness.errors import SkipJob
 from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.engine.offload import release_cached_memory
 
 
 def _remove_diffusers_hooks(module: nn.Module) -> None:
@@ -42,7 +43,7 @@ class PeerHandle(Handle):
             _remove_diffusers_hooks(component.module)
             component.module.to(self.homes[component.name])
         if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+            release_cached_memory()
 
 
 class DiffusersPeer(Strategy):

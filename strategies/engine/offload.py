@@ -65,6 +65,16 @@ def choose_resident(sizes: list[int], count: int, placement: str) -> set[int]:
     return {int(i * step + step / 2) for i in range(count)}
 
 
+def release_cached_memory() -> None:
+    """Return cached device memory and cached pinned host blocks: several strategies applied in turn would
+    otherwise keep every generation of pinned buffers (tens of GiB at full scale) in the host allocator's cache."""
+    torch.cuda.empty_cache()
+    for name in ("_host_emptyCache", "_accelerator_emptyHostCache"):
+        if hasattr(torch._C, name):
+            getattr(torch._C, name)()
+            return
+
+
 class EngineHandle(Handle):
     """One applied plan; `remove()` restores every tensor from its host copy."""
 
@@ -187,4 +197,4 @@ class EngineHandle(Handle):
             self.groups.clear()
             self.resident_buffers.clear()
             if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+                release_cached_memory()
