@@ -98,8 +98,9 @@ def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:
 
 
 def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.Tensor, strategy: str,
-                 params: dict[str, Any], warmup: int, repeats: int, section: str) -> dict[str, Any]:
-    """Apply, measure, compare, remove; one row whatever happens."""
+                 params: dict[str, Any], warmup: int, repeats: int, section: str,
+                 before: dict[str, tuple[str, float]] | None = None) -> dict[str, Any]:
+    """Apply, measure, compare, remove; one row whatever happens (with `before`: are the weights intact after)."""
     row: dict[str, Any] = dict(section=section, family=bundle.family, variant=bundle.variant, scale=bundle.scale,
                                strategy=strategy, prefetch_depth=params.get("prefetch_depth"),
                                resident_units=params.get("resident_units"), placement=params.get("placement"),
@@ -130,6 +131,8 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
         if status == "error":
             run.log(traceback.format_exc(limit=6))
     row["wall_s"] = time.monotonic() - start
+    if before is not None:
+        row["weights_intact"] = snapshot(bundle) == before
     row.update(environment(bundle.device))
     run.add(row)
     run.log(f"[{section}] {bundle.family} {strategy} {params}: {row['status']} "
@@ -153,8 +156,7 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: 
                                  *((p, {}) for p in PEERS)]:
             if strategies is not None and strategy not in strategies:
                 continue
-            row = run_strategy(run, bundle, args, reference, strategy, params, 0, 1, "tiny")
-            row["weights_intact"] = snapshot(bundle) == before
+            run_strategy(run, bundle, args, reference, strategy, params, 0, 1, "tiny", before)
         del bundle
         gc.collect()
 

@@ -68,12 +68,14 @@ def tiny_table(tiny: pd.DataFrame) -> list[str]:
         return []
     cell = tiny.apply(lambda r: ("exact" if r.parity_exact else f"DIFF {r.parity_max_abs:.2g}") if r.status == "ok"
                       else r.status, axis=1)
-    cell = cell + tiny.weights_intact.map({True: "", False: " (weights changed!)"}).fillna("")
+    if "weights_intact" in tiny:
+        cell = cell + tiny.weights_intact.map({True: "", False: " (weights changed!)"}).fillna("")
     table = pd.DataFrame({"family": tiny.family, "strategy": tiny.strategy, "cell": cell}).pivot_table(
         index="family", columns="strategy", values="cell", aggfunc="first")
     lines = ["\n## Tiny matrix on the device (every family x every strategy)\n",
              "| family | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
-    lines += [f"| {family} | " + " | ".join(str(v) for v in row.values) + " |" for family, row in table.iterrows()]
+    lines += [f"| {family} | " + " | ".join(v if isinstance(v, str) else "not run" for v in row.values) + " |"
+              for family, row in table.iterrows()]
     errors = tiny[tiny.status == "error"]
     lines += [f"- {r.family} {r.strategy}: {r.error}" for _, r in errors.iterrows()]
     return lines
@@ -111,3 +113,18 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
         report = full[[c for c in full.columns if c in COLUMNS or c == "result_path"]].copy()
         report["result_path"] = str(out / "rows.jsonl")
         write_reports(add_derived(report), out, [])
+
+
+def main() -> None:
+    """`python -m benchmarks.gpu_report DIR`: rebuild the report from DIR/rows.jsonl and DIR/bandwidth.json."""
+    import json
+    import sys
+
+    folder = Path(sys.argv[1])
+    rows = [json.loads(line) for line in (folder / "rows.jsonl").read_text().splitlines() if line.strip()]
+    write_gpu_report(rows, json.loads((folder / "bandwidth.json").read_text()), folder)
+    print(f"wrote {folder / 'summary.md'} from {len(rows)} rows")
+
+
+if __name__ == "__main__":
+    main()
