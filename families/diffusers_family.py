@@ -4,7 +4,9 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, ClassVar
 
+import diffusers
 import torch
+import transformers
 from torch import nn
 
 from families.base import Bundle, BuildSpec, Component, Family, GenerateArgs, Role
@@ -13,6 +15,8 @@ from families.synthetic import ModuleBuilder
 from families.units import split_by_size
 
 UNIT_BYTES = 1 << 30
+diffusers.utils.logging.set_verbosity_error()
+transformers.utils.logging.set_verbosity_error()
 
 
 class DiffusersFamily(Family):

@@ -8,10 +8,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import diffusers
 import numpy as np
 import torch
-import transformers
 from omegaconf import DictConfig, OmegaConf
 
 from families.base import Bundle
@@ -25,8 +23,6 @@ from strategies.base import ApplyContext, Handle
 from strategies.engine.ledger import BudgetExceeded
 
 log = logging.getLogger(__name__)
-diffusers.utils.logging.set_verbosity_error()
-transformers.utils.logging.set_verbosity_error()
 RESULT_FILE = "result.json"
 OOM_ERRORS: tuple[type[BaseException], ...] = (BudgetExceeded, torch.cuda.OutOfMemoryError)
 
