@@ -15,21 +15,29 @@ def module_bytes(module: nn.Module) -> int:
     return total
 
 
-def split_by_size(module: nn.Module, max_bytes: int, prefix: str = "") -> list[tuple[str, nn.Module]]:
+def split_by_size(module: nn.Module, max_bytes: int) -> list[tuple[str, nn.Module]]:
     """The coarsest submodules of at most `max_bytes`; larger ones are split further.
 
-    Parameters held directly by a split module stay with the component (the resident remainder).
+    Parameters held directly by a split module stay with the component (the resident remainder). A module
+    reachable under two names (T5's `shared` and `encoder.embed_tokens`) becomes one unit, and a subtree
+    holding an earlier unit is split further, so units never nest.
     """
     units: list[tuple[str, nn.Module]] = []
-    for name, child in module.named_children():
-        qualified = f"{prefix}{name}"
-        size = module_bytes(child)
-        if size == 0:
-            continue
-        if size <= max_bytes or not any(True for _ in child.children()):
-            units.append((qualified, child))
-        else:
-            units.extend(split_by_size(child, max_bytes, qualified + "."))
+    taken: set[int] = set()
+
+    def visit(parent: nn.Module, prefix: str) -> None:
+        for name, child in parent.named_children():
+            inside = {id(m) for m in child.modules()}
+            if id(child) in taken or module_bytes(child) == 0:
+                continue
+            leaf = not any(True for _ in child.children())
+            if leaf or (module_bytes(child) <= max_bytes and not inside & taken):
+                units.append((f"{prefix}{name}", child))
+                taken.update(inside)
+            else:
+                visit(child, f"{prefix}{name}.")
+
+    visit(module, "")
     return units
 
 

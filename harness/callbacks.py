@@ -23,10 +23,23 @@ def count_jobs(overrides: list[str]) -> int:
     return math.prod(len(list(o.sweep_iterator())) if o.is_sweep_override() else 1 for o in parsed)
 
 
+def write_report(sweep_dir: Path, what: str = "report") -> None:
+    """Aggregate a sweep folder into its report files; a sweep without results only says so."""
+    from harness.report import aggregate
+
+    try:
+        df = aggregate([sweep_dir])
+    except HarnessError as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+        return
+    print(f"{what}: {len(df)} rows -> {sweep_dir / 'report.md'}", file=sys.stderr)
+
+
 class SweepReport(Callback):
     """At the end of every multirun, write report.csv/.parquet/.md and pareto.png into the sweep folder."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ["HARNESS_SWEEP_DIR"] = str(config.hydra.sweep.dir)
         overrides = list(config.hydra.overrides.task)
         sweeper_params = config.hydra.sweeper.get("params") or {}
         overrides += [f"{k}={v}" for k, v in sweeper_params.items()]
@@ -36,12 +49,4 @@ class SweepReport(Callback):
             os.environ["HARNESS_SWEEP_TOTAL"] = "?"
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from harness.report import aggregate
-
-        sweep_dir = Path(config.hydra.sweep.dir)
-        try:
-            df = aggregate([sweep_dir])
-        except HarnessError as exc:
-            print(f"report: {exc}", file=sys.stderr)
-            return
-        print(f"report: {len(df)} rows -> {sweep_dir / 'report.md'}", file=sys.stderr)
+        write_report(Path(config.hydra.sweep.dir))

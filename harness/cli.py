@@ -20,6 +20,7 @@ from strategies.base import STRATEGIES
 
 log = logging.getLogger("harness")
 GROUPS = {"family": FAMILIES, "strategy": STRATEGIES}
+EXIT_CODES = {"error": 2, "oom": 3}
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
@@ -63,9 +64,9 @@ def task(cfg: DictConfig) -> dict:
     else:
         row = run_job(cfg, job_dir)
     print(one_line(row), flush=True)
-    if not multirun and row["status"] == "error":
-        print(f"error: {row['error']}", file=sys.stderr)
-        sys.exit(2)
+    if not multirun and row["status"] in EXIT_CODES:
+        print(f"{row['status']}: {row['error']}", file=sys.stderr)
+        sys.exit(EXIT_CODES[row["status"]])
     return row
 
 
@@ -76,4 +77,13 @@ def main() -> None:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    task()
+    try:
+        task()
+    except KeyboardInterrupt:
+        sweep_dir = os.environ.get("HARNESS_SWEEP_DIR")
+        if sweep_dir:
+            from harness.callbacks import write_report
+
+            write_report(Path(sweep_dir), "interrupted: report of the finished jobs")
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

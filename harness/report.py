@@ -21,7 +21,7 @@ RESULT_FILE = "result.json"
 REPORT_FILES = ("report.csv", "report.parquet", "report.md", "pareto.png")
 REQUIRED = ("family", "strategy", "status")
 COLUMNS = [
-    "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "placement",
+    "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "placement", "stream_encoders",
     "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup", "repeats",
     "status", "error", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
     "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
@@ -37,12 +37,13 @@ FLOAT_COLUMNS = [
     "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s",
     "overlap_efficiency", "vram_budget_gb", "parity_max_abs", "parity_psnr_db",
 ]
+BOOL_COLUMNS = ["parity_exact", "stream_encoders"]
 # Runs that share these are compared with each other (slowdown, VRAM fraction, Pareto front).
 SETTINGS = ["family", "variant", "scale", "device", "device_name", "dtype", "height", "width", "frames",
             "steps"]
 # Rows that share these are the same job run again: the newest one is kept.
-JOB_KEYS = [*SETTINGS, "strategy", "prefetch_depth", "resident_units", "placement", "vram_budget_gb",
-            "seed", "warmup", "repeats"]
+JOB_KEYS = [*SETTINGS, "strategy", "prefetch_depth", "resident_units", "placement", "stream_encoders",
+            "vram_budget_gb", "seed", "warmup", "repeats"]
 NA = "–"
 
 
@@ -162,8 +163,9 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     for column in INT_COLUMNS:
         number = pd.to_numeric(df[column], errors="coerce").astype(float)
         df[column] = number.where(number == number.round()).astype("Int64")
-    df["parity_exact"] = df["parity_exact"].where(df["parity_exact"].isin([True, False])).astype("boolean")
-    numeric = {*FLOAT_COLUMNS, *INT_COLUMNS, "parity_exact"}
+    for column in BOOL_COLUMNS:
+        df[column] = df[column].where(df[column].isin([True, False])).astype("boolean")
+    numeric = {*FLOAT_COLUMNS, *INT_COLUMNS, *BOOL_COLUMNS}
     for column in df.columns:
         if column in COLUMNS and column not in numeric or df[column].dtype == object:
             df[column] = df[column].astype("str")
@@ -196,6 +198,8 @@ def _label(row) -> str:
         parts.append(f"k={row.prefetch_depth}")
     if pd.notna(row.resident_units) and row.resident_units > 0:
         parts += [f"r={row.resident_units}", *([row.placement] if pd.notna(row.placement) else [])]
+    if pd.notna(row.stream_encoders) and row.stream_encoders:
+        parts.append("+encoders")
     if pd.notna(row.vram_budget_gb):
         parts.append(f"@{row.vram_budget_gb:g} GB")
     return " ".join(parts)

@@ -35,7 +35,8 @@ def requested_row(cfg: DictConfig) -> dict[str, Any]:
         family=cfg.family.name, variant=cfg.family.get("variant"), scale=cfg.family.get("scale"),
         weights=cfg.family.get("weights"), strategy=strategy.get("name"),
         prefetch_depth=strategy.get("prefetch_depth"), resident_units=strategy.get("resident_units"),
-        placement=strategy.get("placement"), device=str(run.device), dtype=str(run.dtype), height=run.height,
+        placement=strategy.get("placement"), stream_encoders=strategy.get("stream_encoders"),
+        device=str(run.device), dtype=str(run.dtype), height=run.height,
         width=run.width, frames=run.frames, steps=run.steps, seed=run.seed, warmup=run.warmup, repeats=run.repeats,
         vram_budget_gb=run.get("vram_budget_gb"), status="error", error=None)
 
@@ -47,7 +48,7 @@ def settings_row(s: JobSettings) -> dict[str, Any]:
         dtype=str(s.spec.dtype).removeprefix("torch."), height=s.args.height, width=s.args.width,
         frames=s.args.frames, steps=s.args.steps, strategy=s.strategy.name,
         prefetch_depth=described.get("prefetch_depth"), resident_units=described.get("resident_units"),
-        placement=described.get("placement"))
+        placement=described.get("placement"), stream_encoders=described.get("stream_encoders"))
 
 
 def reference_settings(s: JobSettings) -> dict[str, Any]:
@@ -158,7 +159,10 @@ def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
 
 
 def run_job(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
-    """Run one job and write its result row to `job_dir/result.json`; never raises for a failed job."""
+    """Run one job and write its result row to `job_dir/result.json`; never raises for a failed job.
+
+    Ctrl-C still leaves a row (status `interrupted`, rerun when the sweep resumes) before it propagates.
+    """
     row = requested_row(cfg)
     device = None
     try:
@@ -169,18 +173,28 @@ def run_job(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
     except SkipJob as exc:
         row.update(status="skipped", error=str(exc))
     except OOM_ERRORS as exc:
-        row.update(status="oom", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        budget = row.get("vram_budget_gb")
+        prefix = f"run.vram_budget_gb={budget} is too small: " if budget is not None else ""
+        row.update(status="oom", error=prefix + f"{type(exc).__name__}: {exc}".splitlines()[0])
         if device is not None and device.type == "cuda":
             row["peak_vram_bytes"] = torch.cuda.max_memory_allocated(device)
     except HarnessError as exc:
         row.update(status="error", error=str(exc), bad_input=True)
+    except KeyboardInterrupt:
+        row.update(status="interrupted", error="interrupted (Ctrl-C); rerun the sweep to finish it")
+        finish(row, job_dir, device)
+        raise
     except Exception as exc:
         row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
         log.debug("job failed:\n%s", traceback.format_exc())
-    finally:
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+    finish(row, job_dir, device)
+    return row
+
+
+def finish(row: dict[str, Any], job_dir: Path, device: torch.device | None) -> None:
+    """Free what the job held and write its row atomically."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
     row.update(environment(device))
     write_json(job_dir / RESULT_FILE, row)
-    return row

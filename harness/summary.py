@@ -15,6 +15,8 @@ def one_line(row: dict[str, Any]) -> str:
         name += f" k={row['prefetch_depth']}"
     if row.get("resident_units"):
         name += f" r={row['resident_units']}"
+    if row.get("stream_encoders"):
+        name += " +encoders"
     if row.get("status") != "ok":
         return f"{name} {row.get('status')}: {row.get('error')}"
     peak = row.get("peak_vram_bytes")

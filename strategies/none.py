@@ -8,7 +8,7 @@ import torch
 from families.base import Bundle
 from families.units import module_bytes
 from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
-from strategies.engine.ledger import BudgetExceeded
+from strategies.engine.ledger import BudgetExceeded, human_bytes
 
 
 class ResidentHandle(Handle):
@@ -40,6 +40,6 @@ class NoOffload(Strategy):
         if ctx.vram_budget_bytes is not None:
             needed = ResidentHandle(bundle).weights_bytes
             if needed > ctx.vram_budget_bytes:
-                raise BudgetExceeded(f"resident weights need {needed / 2**30:.3f} GiB, "
-                                     f"budget {ctx.vram_budget_bytes / 2**30:.3f} GiB")
+                raise BudgetExceeded(f"resident weights need {human_bytes(needed)}, "
+                                     f"budget {human_bytes(ctx.vram_budget_bytes)}")
         return ResidentHandle(bundle)

@@ -23,13 +23,17 @@ class BlockStreaming(Strategy):
     prefetch_depth: int = 0
     knobs = SHARED_KNOBS
 
-    def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest") -> None:
+    def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest",
+                 stream_encoders: Any = False) -> None:
         if prefetch_depth is not None:
             self.prefetch_depth = _count("strategy.prefetch_depth", prefetch_depth, 0)
         self.resident_units = _count("strategy.resident_units", resident_units, 0)
         if placement not in PLACEMENTS:
             raise HarnessError(f"strategy.placement={placement!r} is not valid: use one of {', '.join(PLACEMENTS)}")
         self.placement = placement
+        if not isinstance(stream_encoders, bool):
+            raise HarnessError(f"strategy.stream_encoders={stream_encoders!r} is not valid: use true or false")
+        self.stream_encoders = stream_encoders
 
     def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
         units = sum(len(c.units) for c in bundle.denoisers)
@@ -37,12 +41,13 @@ class BlockStreaming(Strategy):
             raise HarnessError(f"strategy.resident_units={self.resident_units} is more than the {units} units of "
                                f"{bundle.family}: use 0..{units}")
         plan = Plan(reload_components=True, stream=True, depth=self.prefetch_depth,
-                    resident_units=self.resident_units, placement=self.placement)
+                    resident_units=self.resident_units, placement=self.placement,
+                    stream_encoders=self.stream_encoders)
         return EngineHandle(bundle, ctx, plan)
 
     def describe(self) -> dict[str, Any]:
         return dict(prefetch_depth=self.prefetch_depth, resident_units=self.resident_units,
-                    placement=self.placement if self.resident_units else None)
+                    placement=self.placement if self.resident_units else None, stream_encoders=self.stream_encoders)
 
 
 @STRATEGIES.register("block_stream")
@@ -50,10 +55,10 @@ class BlockStream(BlockStreaming):
     """One unit at a time: copy, compute, next (no overlap)."""
 
     name = "block_stream"
-    knobs = ("resident_units", "placement")
+    knobs = ("resident_units", "placement", "stream_encoders")
 
-    def __init__(self, resident_units: Any = 0, placement: str = "largest") -> None:
-        super().__init__(None, resident_units, placement)
+    def __init__(self, resident_units: Any = 0, placement: str = "largest", stream_encoders: Any = False) -> None:
+        super().__init__(None, resident_units, placement, stream_encoders)
 
 
 @STRATEGIES.register("block_prefetch")

@@ -84,3 +84,12 @@ def test_resident_units_stay_and_lower_traffic(core_family: str) -> None:
     assert torch.equal(output, reference)
     assert kept["streamed_units"] == streamed["streamed_units"] - 2
     assert kept["h2d_bytes"] < streamed["h2d_bytes"]
+
+
+def test_streaming_the_encoders_too_is_exact_and_lowers_the_encode_peak(small) -> None:
+    family, bundle, args = small
+    output_plain, plain = run_with(bundle, args, "block_stream")
+    output_all, streamed = run_with(bundle, args, "block_stream", {"stream_encoders": True})
+    assert torch.equal(output_all, output_plain)
+    assert streamed["streamed_units"] > plain["streamed_units"]
+    assert streamed["peak_weights_bytes"] <= plain["peak_weights_bytes"]

@@ -4,6 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def human_bytes(nbytes: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    units = ("B", "KiB", "MiB", "GiB")
+    power = 0
+    while abs(nbytes) >= 1024 and power < len(units) - 1:
+        nbytes /= 1024
+        power += 1
+    return f"{nbytes:.4g} {units[power]}"
+
+
 class BudgetExceeded(RuntimeError):
     """Holding more weight bytes than the emulated VRAM budget allows."""
 
@@ -20,9 +30,8 @@ class Ledger:
 
     def allocate(self, nbytes: int, what: str) -> None:
         if self.budget_bytes is not None and self.current_bytes + nbytes > self.budget_bytes:
-            raise BudgetExceeded(
-                f"{what} needs {nbytes / 2**30:.3f} GiB more, {self.current_bytes / 2**30:.3f} GiB held, "
-                f"budget {self.budget_bytes / 2**30:.3f} GiB")
+            raise BudgetExceeded(f"{what} needs {human_bytes(nbytes)} more, {human_bytes(self.current_bytes)} held, "
+                                 f"budget {human_bytes(self.budget_bytes)}")
         self.current_bytes += nbytes
         self.peak_bytes = max(self.peak_bytes, self.current_bytes)
 

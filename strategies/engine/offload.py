@@ -9,12 +9,16 @@ from typing import Any
 import psutil
 import torch
 
-from families.base import Bundle
+from torch import nn
+
+from families.base import Bundle, Component
+from families.diffusers_family import UNIT_BYTES
+from families.units import module_bytes, split_by_size
 from strategies.base import ApplyContext, Handle
 from strategies.engine.copy_backend import make_backend
 from strategies.engine.hooks import HookSet
 from strategies.engine.ledger import Ledger
-from strategies.engine.packing import PackedGroup, Placeholders, unique_tensors
+from strategies.engine.packing import PackedGroup, Placeholders, exclusive_tensors, unique_tensors
 from strategies.engine.residency import Residency
 from strategies.engine.streamer import Streamer
 
@@ -30,6 +34,7 @@ class Plan:
     depth: int = 0
     resident_units: int = 0
     placement: str = "largest"
+    stream_encoders: bool = False
 
 
 class PinBudget:
@@ -112,14 +117,12 @@ class EngineHandle(Handle):
         unit_groups: list[PackedGroup] = []
         owners: list[str] = []
         unit_modules = []
-        if self.plan.stream:
-            for component in self.bundle.denoisers:
-                for unit_name, module in component.units:
-                    tensors = unique_tensors([module], claimed)
-                    if tensors:
-                        unit_groups.append(self._pack(f"{component.name}.{unit_name}", tensors))
-                        owners.append(component.name)
-                        unit_modules.append(module)
+        for component, units in self._streamed_units():
+            for (unit_name, module), tensors in zip(units, exclusive_tensors([m for _, m in units], claimed)):
+                if tensors:
+                    unit_groups.append(self._pack(f"{component.name}.{unit_name}", tensors))
+                    owners.append(component.name)
+                    unit_modules.append(module)
         component_groups = {}
         for component in self.bundle.components:
             tensors = unique_tensors([component.module], claimed)
@@ -140,7 +143,7 @@ class EngineHandle(Handle):
         if streamed:
             self.streamer = Streamer([unit_groups[i] for i in streamed], [owners[i] for i in streamed],
                                      self.plan.depth, self.device, self.backend, self.ledger, self.placeholders)
-            for component in self.bundle.denoisers:
+            for component in {c.name: c for c, _ in self._streamed_units()}.values():
                 self.hooks.around_forward(component.module,
                                           before=lambda name=component.name: self.streamer.component_started(name),
                                           after=lambda name=component.name: self.streamer.component_finished(name))
@@ -148,6 +151,17 @@ class EngineHandle(Handle):
                 self.hooks.around_forward(unit_modules[index],
                                           before=lambda p=position: self.streamer.before_unit(p),
                                           after=lambda p=position: self.streamer.after_unit(p))
+
+    def _streamed_units(self) -> list[tuple[Component, list[tuple[str, nn.Module]]]]:
+        """The denoisers' units, and with `stream_encoders` the encoders' blocks (split no coarser than the
+        largest denoiser unit, so the slots do not grow)."""
+        if not self.plan.stream:
+            return []
+        streamed = [(c, c.units) for c in self.bundle.denoisers if c.units]
+        if self.plan.stream_encoders:
+            cap = max((module_bytes(m) for _, units in streamed for _, m in units), default=UNIT_BYTES)
+            streamed += [(c, split_by_size(c.module, cap)) for c in self.bundle.components if c.role == "encoder"]
+        return streamed
 
     def _keep_resident(self, group: PackedGroup) -> None:
         self.ledger.allocate(group.nbytes, group.name)

@@ -10,6 +10,19 @@ from torch import nn
 ALIGN = 256
 
 
+def exclusive_tensors(modules: list[nn.Module], claimed: set[int]) -> list[list[torch.Tensor]]:
+    """Per module, its tensors not yet claimed and not shared with another of `modules` (tied weights stay
+    with the component's remainder, which is loaded whenever the component runs); claims them."""
+    per_module = [unique_tensors([m], set(claimed)) for m in modules]
+    owners: dict[int, int] = {}
+    for tensors in per_module:
+        for tensor in tensors:
+            owners[id(tensor)] = owners.get(id(tensor), 0) + 1
+    exclusive = [[t for t in tensors if owners[id(t)] == 1] for tensors in per_module]
+    claimed.update(id(t) for tensors in exclusive for t in tensors)
+    return exclusive
+
+
 def unique_tensors(modules: Iterable[nn.Module], claimed: set[int]) -> list[torch.Tensor]:
     """Parameters and buffers of `modules` not yet in `claimed` (each shared tensor once); claims them."""
     found = []
