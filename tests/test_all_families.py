@@ -12,20 +12,20 @@ from harness.family_table import markdown
 from tests.cli_helpers import REPO, harness, rows
 from tests.conftest import build, run_with
 
-# block_stream's peak weight bytes over resident's at small scale, measured (ratio in the comment), with head room.
-# The peak is the largest of: the largest text encoder alone, or one streamed slot plus the denoiser's non-block
-# remainder. SD3 keeps its positional-embedding buffer resident (a quarter of its small transformer), and the
-# LLM-encoder families carry a text encoder that is a large share of the small pipeline.
+# block_stream's peak weight bytes over resident's at small scale: the value measured on 2 CPU cores in the
+# comment, the bound a little above it. The peak is the larger of the biggest text encoder alone and one slot
+# (the largest unit) plus the denoiser's remainder. SD 1.5 streams whole UNet blocks, and its largest up block
+# holds about 30% of the UNet; Wuerstchen's 250 small units make its slot tiny.
 SMALL_PEAK_FRACTION = {
-    "sd15": 0.30,
-    "sdxl": 0.30,
-    "sd3": 0.40,
-    "flux": 0.20,
-    "flux2": 0.30,
-    "qwen_image": 0.30,
-    "z_image": 0.30,
-    "ltx_video": 0.30,
-    "wuerstchen": 0.30,
+    "sd15": 0.36,  # 0.312
+    "sdxl": 0.15,  # 0.122
+    "sd3": 0.16,  # 0.128
+    "flux": 0.18,  # 0.150
+    "flux2": 0.17,  # 0.136
+    "qwen_image": 0.21,  # 0.179
+    "z_image": 0.13,  # 0.105
+    "ltx_video": 0.13,  # 0.105
+    "wuerstchen": 0.05,  # 0.037
 }
 
 
