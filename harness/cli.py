@@ -1,7 +1,7 @@
 """`python -m harness`: one benchmark job per Hydra run; `-m` sweeps any grid."""
 from __future__ import annotations
 
-import logging
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,7 +18,6 @@ from harness.run import RESULT_FILE, run_job
 from harness.summary import one_line
 from strategies.base import STRATEGIES
 
-log = logging.getLogger("harness")
 GROUPS = {"family": FAMILIES, "strategy": STRATEGIES}
 EXIT_CODES = {"error": 2, "oom": 3}
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -38,8 +37,6 @@ def check_group_overrides(argv: list[str]) -> None:
 
 def existing_result(job_dir: Path) -> dict | None:
     """A finished row for this job (resume), or None."""
-    import json
-
     path = job_dir / RESULT_FILE
     try:
         row = json.loads(path.read_text())

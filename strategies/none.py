@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 
 from families.base import Bundle
 from families.units import module_bytes

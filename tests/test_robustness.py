@@ -136,3 +136,23 @@ def test_ctrl_c_stops_the_sweep_reports_what_finished_and_resumes(tmp_path: Path
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stderr.count("skip (done)") == len(finished)
     assert sum(r["status"] == "ok" for r in rows(sweep)) == 9
+
+
+def test_failure_inside_a_strategy_is_an_error_row(tmp_path: Path, monkeypatch) -> None:
+    from hydra import compose, initialize_config_dir
+
+    from harness.run import run_job
+    from strategies.engine import copy_backend
+    from tests.test_registry import CONF
+
+    def broken_copy(self, dst, src, after):
+        raise OSError("injected failure in the copy path")
+
+    monkeypatch.setattr(copy_backend.ThreadBackend, "copy", broken_copy)
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["strategy=block_prefetch", "run.repeats=1", "run.progress=false",
+                                           f"output_root={tmp_path}"])
+    row = run_job(cfg, tmp_path)
+    assert row["status"] == "error"
+    assert row["error"] == "OSError: injected failure in the copy path"
+    assert (tmp_path / "result.json").is_file()
