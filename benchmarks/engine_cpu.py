@@ -62,48 +62,46 @@ def family_ratios(name: str, rounds: int) -> None:
         print(f"{key:48s} {median:9.3f} {median / base:8.3f}")
 
 
-def calibrated_stack(width: int, hidden: int, units: int) -> tuple[Bundle, int]:
-    """Tokens chosen so one unit's compute takes about as long as copying its weights."""
-    bundle = stack_bundle([hidden] * units, [list(range(units))], width=width, tokens=8)
-    block = bundle.components[0].units[0][1]
-    weights = torch.cat([p.detach().flatten() for p in block.parameters()])
-    target = weights.clone()
-    start = time.perf_counter()
-    for _ in range(20):
-        target.copy_(weights)
-    copy_s = (time.perf_counter() - start) / 20
-    tokens = 8
-    while True:
-        x = torch.randn(tokens, width)
-        start = time.perf_counter()
-        for _ in range(5):
-            block(x)
-        if (time.perf_counter() - start) / 5 >= copy_s or tokens >= 1 << 14:
-            return stack_bundle([hidden] * units, [list(range(units))], width=width, tokens=tokens), tokens
-        tokens *= 2
-
-
 def overlap(rounds: int) -> None:
-    bundle, tokens = calibrated_stack(width=1024, hidden=4096, units=12)
+    """12 units of 32 MiB; every copy is slowed to last as long as one unit's compute (an emulated slow link),
+    so copy time equals compute time: without overlap a run takes about twice the resident time."""
+    bundle = stack_bundle([4096] * 12, [list(range(12))], width=1024, tokens=8)
+    block = bundle.components[0].units[0][1]
+    x = torch.randn(8, 1024)
+    block(x)
+    start = time.perf_counter()
+    for _ in range(10):
+        block(x)
+    compute_s = (time.perf_counter() - start) / 10
+    weights = torch.cat([p.flatten() for p in block.parameters()])
+    target = torch.empty_like(weights)
+    start = time.perf_counter()
+    for _ in range(10):
+        target.copy_(weights)
+    copy_s = (time.perf_counter() - start) / 10
+    slow_link = max(compute_s - copy_s, 0.0)
     args = GenerateArgs(4, 0, 0, None, seed=0)
-    effs, ratios = [], []
+    effs, ratios, stream_ratios = [], [], []
     for _ in range(rounds):
         resident = timed_generate(bundle, args, "none", {})
-        handle = EngineHandle(bundle, ApplyContext(CPU), Plan(reload_components=True, stream=True, depth=2))
-        try:
-            bundle.generate(args)
-            handle.reset_stats()
-            start = time.perf_counter()
-            bundle.generate(args)
-            streamed = time.perf_counter() - start
-            effs.append(handle.stats()["overlap_efficiency"])
-        finally:
-            handle.remove()
-        ratios.append(streamed / resident)
-    print(f"\n## transfer-bound stack (12 units x {bundle.components[0].units[0][1].up.weight.numel() * 8 / 2**20:.0f} MiB, "
-          f"{tokens} tokens: copy ~ compute per unit), block_prefetch k=2")
-    print(f"overlap efficiency (hidden copy / copy time): median {statistics.median(effs):.3f}")
-    print(f"latency vs resident: median {statistics.median(ratios):.3f}")
+        for depth, sink in ((2, ratios), (0, stream_ratios)):
+            ctx = ApplyContext(CPU, copy_delay=lambda: slow_link)
+            handle = EngineHandle(bundle, ctx, Plan(reload_components=True, stream=True, depth=depth))
+            try:
+                bundle.generate(args)
+                handle.reset_stats()
+                start = time.perf_counter()
+                bundle.generate(args)
+                sink.append((time.perf_counter() - start) / resident)
+                if depth:
+                    effs.append(handle.stats()["overlap_efficiency"])
+            finally:
+                handle.remove()
+    print(f"\n## transfer-bound stack (12 units x 32 MiB; per unit: compute {compute_s * 1e3:.2f} ms, copy "
+          f"{copy_s * 1e3:.2f} ms + {slow_link * 1e3:.2f} ms emulated slow link)")
+    print(f"overlap efficiency of block_prefetch k=2 (hidden copy / copy time): median {statistics.median(effs):.3f}")
+    print(f"latency vs resident: block_prefetch k=2 {statistics.median(ratios):.3f}, "
+          f"block_stream {statistics.median(stream_ratios):.3f} (no overlap would be about 2)")
 
 
 def overhead(rounds: int) -> None:
