@@ -43,7 +43,7 @@ def plot_pareto(df: pd.DataFrame, path: str | Path) -> Figure:
     devices = df["device_name"].fillna(df["device"]).dropna().unique()
     fig.suptitle(f"Peak VRAM against slowdown on {', '.join(sorted(map(str, devices))) or 'unknown device'}",
                  fontsize=13)
-    fig.legend(handles=_legend(), loc="outside lower center", ncols=5, frameon=False)
+    fig.legend(handles=_legend(), loc="outside lower center", ncols=5 if ncols > 1 else 3, frameon=False)
     fig.get_layout_engine().execute(fig)  # settle the axes so labels can be placed in display space
     for ax, requests in labels.items():
         _place_labels(ax, requests)
