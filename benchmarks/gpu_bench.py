@@ -209,7 +209,9 @@ def main() -> int:
         tiny_matrix(run, device, dtype, None if opts.tiny == "all" else set(opts.tiny.split(",")))
     sizes = {"steps": opts.steps} if opts.scale == "full" else {}
     # most telling first: the deadline drops configurations from the end
-    flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2], CORE[1],
+    flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}),
+                    ("block_prefetch", {"prefetch_depth": 2, "stream_encoders": True}),
+                    ("block_stream", {"stream_encoders": True}), CORE[2], CORE[1],
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}),
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5, "placement": "even"}),
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.25}), CORE[3], CORE[5],

@@ -1,4 +1,5 @@
 """User-facing errors: one clear line each, shown without a traceback."""
+from typing import Any
 
 
 class HarnessError(Exception):
@@ -7,3 +8,10 @@ class HarnessError(Exception):
 
 class SkipJob(HarnessError):
     """The job cannot run in this environment (for example a CUDA-only peer on a CPU)."""
+
+
+def whole_number(label: str, value: Any, minimum: int) -> int:
+    """`value` if it is an int >= minimum, else a HarnessError naming the setting and the valid range."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise HarnessError(f"{label}={value!r} is not valid: use a whole number >= {minimum}")
+    return value

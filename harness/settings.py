@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from families.base import BuildSpec, Family, FAMILIES, GenerateArgs
-from harness.errors import HarnessError
+from harness.errors import HarnessError, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, Strategy
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -51,12 +51,6 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return DTYPES[name]
 
 
-def _whole(label: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise HarnessError(f"{label}={value!r} is not valid: use a whole number >= {minimum}")
-    return value
-
-
 def strategy_parameters(strategy_cls: type[Strategy], given: dict[str, Any]) -> dict[str, Any]:
     """The strategy's own settings: unset (null) ones and shared knobs it does not use are left out."""
     params = {}
@@ -84,12 +78,12 @@ def resolve(cfg: DictConfig) -> JobSettings:
     device = resolve_device(str(run.device))
     dtype = resolve_dtype(str(run.dtype), device)
     defaults = family.defaults(variant, scale)
-    steps = _whole("run.steps", run.steps if run.steps is not None else defaults.steps, 1)
-    height = _whole("run.height", run.height if run.height is not None else defaults.height, 1)
-    width = _whole("run.width", run.width if run.width is not None else defaults.width, 1)
+    steps = whole_number("run.steps", run.steps if run.steps is not None else defaults.steps, 1)
+    height = whole_number("run.height", run.height if run.height is not None else defaults.height, 1)
+    width = whole_number("run.width", run.width if run.width is not None else defaults.width, 1)
     frames = run.frames if run.frames is not None else defaults.frames
     family.check_size(height, width, frames)
-    seed = _whole("run.seed", run.seed, 0)
+    seed = whole_number("run.seed", run.seed, 0)
     strategy_cls = STRATEGIES.get(cfg.strategy.name)
     strategy_params = strategy_parameters(strategy_cls, OmegaConf.to_container(cfg.strategy))
     strategy = strategy_cls(**strategy_params)
@@ -101,5 +95,5 @@ def resolve(cfg: DictConfig) -> JobSettings:
         spec=BuildSpec(variant, scale, dtype, device, Path(str(weights)) if weights else None, seed),
         args=GenerateArgs(steps, height, width, frames, seed, str(run.prompt)),
         strategy=strategy, strategy_params=strategy_params,
-        warmup=_whole("run.warmup", run.warmup, 0), repeats=_whole("run.repeats", run.repeats, 1),
+        warmup=whole_number("run.warmup", run.warmup, 0), repeats=whole_number("run.repeats", run.repeats, 1),
         vram_budget_gb=float(budget) if budget is not None else None)

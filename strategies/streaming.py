@@ -4,17 +4,11 @@ from __future__ import annotations
 from typing import Any
 
 from families.base import Bundle
-from harness.errors import HarnessError
+from harness.errors import HarnessError, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext, Handle, Strategy
 from strategies.engine.offload import EngineHandle, Plan
 
 PLACEMENTS = ("largest", "even")
-
-
-def _count(label: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise HarnessError(f"{label}={value!r} is not valid: use a whole number >= {minimum}")
-    return value
 
 
 class BlockStreaming(Strategy):
@@ -26,8 +20,8 @@ class BlockStreaming(Strategy):
     def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest",
                  stream_encoders: Any = False) -> None:
         if prefetch_depth is not None:
-            self.prefetch_depth = _count("strategy.prefetch_depth", prefetch_depth, 0)
-        self.resident_units = _count("strategy.resident_units", resident_units, 0)
+            self.prefetch_depth = whole_number("strategy.prefetch_depth", prefetch_depth, 0)
+        self.resident_units = whole_number("strategy.resident_units", resident_units, 0)
         if placement not in PLACEMENTS:
             raise HarnessError(f"strategy.placement={placement!r} is not valid: use one of {', '.join(PLACEMENTS)}")
         self.placement = placement
