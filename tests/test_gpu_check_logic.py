@@ -1,0 +1,27 @@
+"""The GPU check's logic, run on the CPU at tiny scale (the same script a GPU session runs at full scale)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.cli_helpers import REPO
+
+
+def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_bench", "--out", str(tmp_path), "--device", "cpu",
+                           "--scale", "tiny", "--tiny", "none,block_prefetch", "--budget-s", "120"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("summary.md", "report.md", "report.csv", "pareto.png", "rows.jsonl", "bandwidth.json"):
+        assert (tmp_path / name).is_file(), name
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    sections = {r["section"] for r in rows}
+    assert sections == {"tiny", "flux", "ltx_video"}
+    ours = [r for r in rows if not r["strategy"].startswith("diffusers_")]
+    assert all(r["status"] == "ok" and r["parity_exact"] for r in ours), [r["error"] for r in ours]
+    assert all(r["status"] == "skipped" for r in rows if r["strategy"].startswith("diffusers_"))
+    assert all(r["weights_intact"] for r in rows if r["section"] == "tiny")
+    summary = (tmp_path / "summary.md").read_text()
+    assert "### flux" in summary and "### ltx_video" in summary and "parity:" in summary
