@@ -24,6 +24,7 @@ import torch
 from benchmarks.gpu_report import write_gpu_report
 from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs
 from harness.environment import environment
+from harness.errors import SkipJob
 from harness.parity import compare
 from harness.run import OOM_ERRORS, measure
 from harness.settings import JobSettings
@@ -125,11 +126,11 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
         row.update(compare(output, reference), reference_strategy="none", status="ok")
     except OOM_ERRORS as exc:
         row.update(status="oom", error=str(exc).splitlines()[0])
+    except SkipJob as exc:
+        row.update(status="skipped", error=str(exc))
     except Exception as exc:
-        status = "skipped" if type(exc).__name__ == "SkipJob" else "error"
-        row.update(status=status, error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-        if status == "error":
-            run.log(traceback.format_exc(limit=6))
+        row.update(status="error", error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+        run.log(traceback.format_exc(limit=6))
     row["wall_s"] = time.monotonic() - start
     if before is not None:
         row["weights_intact"] = snapshot(bundle) == before

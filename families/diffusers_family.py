@@ -12,9 +12,8 @@ from torch import nn
 from families.base import Bundle, BuildSpec, Component, Family, GenerateArgs, Role
 from families.checkpoint import load_pipeline
 from families.synthetic import ModuleBuilder
-from families.units import split_by_size
+from families.units import DEFAULT_UNIT_BYTES, split_by_size
 
-UNIT_BYTES = 1 << 30
 diffusers.utils.logging.set_verbosity_error()
 transformers.utils.logging.set_verbosity_error()
 
@@ -35,7 +34,7 @@ class DiffusersFamily(Family):
 
     def units(self, name: str, module: nn.Module, variant: str) -> list[tuple[str, nn.Module]]:
         """Streamable units of a denoiser; by default the coarsest submodules under 1 GiB."""
-        return split_by_size(module, UNIT_BYTES)
+        return split_by_size(module, DEFAULT_UNIT_BYTES)
 
     def output(self, result: Any) -> torch.Tensor:
         return torch.as_tensor(result.images)

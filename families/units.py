@@ -4,6 +4,9 @@ from __future__ import annotations
 from torch import nn
 
 
+DEFAULT_UNIT_BYTES = 1 << 30
+
+
 def module_bytes(module: nn.Module) -> int:
     """Bytes of the unique parameters and buffers of a module."""
     seen: set[int] = set()

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from families.base import Bundle, Component
-from families.diffusers_family import UNIT_BYTES
-from families.units import module_bytes, split_by_size
+from families.units import DEFAULT_UNIT_BYTES, module_bytes, split_by_size
 from strategies.base import ApplyContext, Handle
 from strategies.engine.copy_backend import make_backend
 from strategies.engine.hooks import HookSet
@@ -159,7 +158,7 @@ class EngineHandle(Handle):
             return []
         streamed = [(c, c.units) for c in self.bundle.denoisers if c.units]
         if self.plan.stream_encoders:
-            cap = max((module_bytes(m) for _, units in streamed for _, m in units), default=UNIT_BYTES)
+            cap = max((module_bytes(m) for _, units in streamed for _, m in units), default=DEFAULT_UNIT_BYTES)
             streamed += [(c, split_by_size(c.module, cap)) for c in self.bundle.components if c.role == "encoder"]
         return streamed
 
