@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,25 @@ from strategies.base import STRATEGIES
 GROUPS = {"family": FAMILIES, "strategy": STRATEGIES}
 EXIT_CODES = {"error": 2, "oom": 3}
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+class Interrupt:
+    """Ctrl-C stops the running job at once; between jobs (while Hydra composes the next config, where an
+    exception would be reported as a config error) it only stops the sweep before its next job."""
+
+    requested = False
+    in_job = False
+
+    @classmethod
+    def handle(cls, signum: int, frame: object) -> None:
+        cls.requested = True
+        if cls.in_job:
+            raise KeyboardInterrupt
+
+    @classmethod
+    def check(cls) -> None:
+        if cls.requested:
+            raise KeyboardInterrupt
 
 
 def check_group_overrides(argv: list[str]) -> None:
@@ -59,7 +79,12 @@ def task(cfg: DictConfig) -> dict:
     if row is not None:
         print(f"skip (done): {job_dir / RESULT_FILE}", file=sys.stderr)
     else:
-        row = run_job(cfg, job_dir)
+        Interrupt.in_job = True
+        try:
+            Interrupt.check()
+            row = run_job(cfg, job_dir)
+        finally:
+            Interrupt.in_job = False
     print(one_line(row), flush=True)
     if not multirun and row["status"] in EXIT_CODES:
         print(f"{row['status']}: {row['error']}", file=sys.stderr)
@@ -74,8 +99,10 @@ def main() -> None:
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    signal.signal(signal.SIGINT, Interrupt.handle)
     try:
         task()
+        Interrupt.check()
     except KeyboardInterrupt:
         sweep_dir = os.environ.get("HARNESS_SWEEP_DIR")
         if sweep_dir:
