@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs
+from families.base import Bundle, GenerateArgs, build_with_defaults
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.offload import EngineHandle, Plan
 from strategies.engine.testbed import stack_bundle
@@ -43,11 +43,7 @@ def timed_generate(bundle: Bundle, args: GenerateArgs, strategy: str, params: di
 
 
 def family_ratios(name: str, rounds: int) -> None:
-    fam = FAMILIES.get(name)()
-    variant = fam.default_variant()
-    d = fam.defaults(variant, "small")
-    bundle = fam.build(BuildSpec(variant, "small", torch.float32, CPU))
-    args = GenerateArgs(d.steps, d.height, d.width, d.frames, seed=0)
+    bundle, args = build_with_defaults(name, "small", CPU, torch.float32)
     units = sum(len(c.units) for c in bundle.denoisers)
     configs = [(s, {k: (units // 2 if v == "half" else v) for k, v in p.items()}) for s, p in CONFIGS]
     times: dict[str, list[float]] = {label(s, p): [] for s, p in configs}
@@ -55,7 +51,8 @@ def family_ratios(name: str, rounds: int) -> None:
         for strategy, params in configs:
             times[label(strategy, params)].append(timed_generate(bundle, args, strategy, params))
     base = statistics.median(times["none"])
-    print(f"\n## {name} small ({units} units, {d.steps} steps, {d.width}x{d.height}), median of {rounds} interleaved runs")
+    print(f"\n## {name} small ({units} units, {args.steps} steps, {args.width}x{args.height}), "
+          f"median of {rounds} interleaved runs")
     print(f"{'strategy':48s} {'median s':>9s} {'vs none':>8s}")
     for key, values in times.items():
         median = statistics.median(values)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from benchmarks.gpu_report import write_gpu_report
-from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs
+from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_defaults
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
@@ -84,11 +84,8 @@ def h2d_bandwidth(device: torch.device, gib: float = 1.0) -> dict[str, float]:
 
 def build(family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
           overrides: dict[str, int]) -> tuple[Bundle, GenerateArgs]:
-    fam = FAMILIES.get(family)()
-    variant = variant or fam.default_variant()
-    d = dataclasses.asdict(fam.defaults(variant, scale)) | overrides
-    bundle = fam.build(BuildSpec(variant, scale, dtype, device))
-    return bundle, GenerateArgs(d["steps"], d["height"], d["width"], d["frames"], seed=0)
+    bundle, args = build_with_defaults(family, scale, device, dtype, variant)
+    return bundle, dataclasses.replace(args, **overrides)
 
 
 def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:

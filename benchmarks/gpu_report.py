@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from harness.report import COLUMNS, add_derived, write_reports
+from harness.report import COLUMNS, add_derived, strategy_label, write_reports
 
 OURS = ("block_stream", "block_prefetch")
 LOSSLESS = ("none", "drop_and_reload", "block_stream", "block_prefetch", "diffusers_group_block",
@@ -15,15 +15,6 @@ LOSSLESS = ("none", "drop_and_reload", "block_stream", "block_prefetch", "diffus
 
 def _gib(value: Any) -> str:
     return "–" if pd.isna(value) else f"{value / 2**30:.2f}"
-
-
-def _label(row: pd.Series) -> str:
-    parts = [row.strategy]
-    if pd.notna(row.get("prefetch_depth")) and row.prefetch_depth:
-        parts.append(f"k={int(row.prefetch_depth)}")
-    if pd.notna(row.get("resident_units")) and row.resident_units:
-        parts.append(f"r={int(row.resident_units)} {row.placement}")
-    return " ".join(parts)
 
 
 def targets(full: pd.DataFrame, pinned_gbps: float) -> list[str]:
@@ -38,7 +29,7 @@ def targets(full: pd.DataFrame, pinned_gbps: float) -> list[str]:
             best = prefetch.loc[prefetch.step_s.idxmin()]
             floor = max(resident.step_s.iloc[0], best.streamed_bytes / rows.steps.iloc[0] / (pinned_gbps * 1e9))
             verdict = "met" if best.step_s <= 1.1 * floor else "NOT met"
-            lines.append(f"- block_prefetch ({_label(best)}) step {best.step_s:.3f} s vs floor {floor:.3f} s "
+            lines.append(f"- block_prefetch ({strategy_label(best)}) step {best.step_s:.3f} s vs floor {floor:.3f} s "
                          f"= max(resident step {resident.step_s.iloc[0]:.3f} s, {best.streamed_bytes / 2**30:.2f} GiB "
                          f"streamed per run / {rows.steps.iloc[0]} steps / {pinned_gbps:.1f} GB/s): "
                          f"{best.step_s / floor:.3f}x the floor, target <= 1.10x: {verdict}")
@@ -53,12 +44,12 @@ def targets(full: pd.DataFrame, pinned_gbps: float) -> list[str]:
                 best = fits.loc[fits.latency_s.idxmin()]
                 speedup = g.latency_s / best.latency_s
                 lines.append(f"- vs diffusers_group_block ({g.latency_s:.2f} s, {_gib(g.peak_vram_bytes)} GiB): "
-                             f"{_label(best)} {best.latency_s:.2f} s at {_gib(best.peak_vram_bytes)} GiB = "
+                             f"{strategy_label(best)} {best.latency_s:.2f} s at {_gib(best.peak_vram_bytes)} GiB = "
                              f"{speedup:.2f}x faster, target >= 1.2x: {'met' if speedup >= 1.2 else 'NOT met'}")
         lossless = rows[rows.strategy.isin(LOSSLESS) & (rows.status == "ok")]
         inexact = lossless[lossless.parity_exact != True]  # noqa: E712
         lines.append(f"- parity: {len(lossless) - len(inexact)}/{len(lossless)} lossless runs bit-exact"
-                     + "".join(f"; {_label(r)}: max abs {r.parity_max_abs:.3g}" for _, r in inexact.iterrows()))
+                     + "".join(f"; {strategy_label(r)}: max abs {r.parity_max_abs:.3g}" for _, r in inexact.iterrows()))
     return lines
 
 
@@ -85,7 +76,7 @@ def full_table(full: pd.DataFrame) -> list[str]:
     lines = ["\n## Full scale\n", "| family | strategy | status | latency s | step s | peak VRAM GiB | reserved GiB | "
              "moved GiB | GB/s | exposed copy s | overlap | exact |", "|---" * 12 + "|"]
     for _, r in full.iterrows():
-        lines.append(f"| {r.family} | {_label(r)} | {r.status} | {r.get('latency_s', float('nan')):.3f} | "
+        lines.append(f"| {r.family} | {strategy_label(r)} | {r.status} | {r.get('latency_s', float('nan')):.3f} | "
                      f"{r.get('step_s', float('nan')):.3f} | {_gib(r.get('peak_vram_bytes'))} | "
                      f"{_gib(r.get('peak_vram_reserved_bytes'))} | {_gib(r.get('h2d_bytes'))} | "
                      f"{r.get('h2d_gbps', float('nan')):.1f} | {r.get('exposed_copy_s', float('nan')):.3f} | "
@@ -98,9 +89,10 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
     df = pd.DataFrame(rows)
     for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
                    "exposed_copy_s", "overlap_efficiency", "streamed_bytes", "parity_max_abs", "resident_units",
-                   "prefetch_depth"):
+                   "prefetch_depth", "placement", "stream_encoders", "vram_budget_gb"):
         if column not in df:
             df[column] = float("nan")
+    df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")
     full = df[df.section != "tiny"]
     device = df.device_name.dropna().iloc[0] if "device_name" in df and df.device_name.notna().any() else "?"
     lines = [f"# GPU check on {device}", "",

@@ -93,6 +93,10 @@ class RunDefaults:
     width: int
     frames: int | None = None
 
+    def args(self, seed: int = 0) -> GenerateArgs:
+        """These defaults as the arguments of one generation."""
+        return GenerateArgs(self.steps, self.height, self.width, self.frames, seed)
+
 
 class Family(ABC):
     """A diffusion family: builds bundles at three scales or from a local checkpoint."""
@@ -136,3 +140,11 @@ class Family(ABC):
             step, offset = self.frame_rule
             if frames is None or frames <= 0 or (frames - offset) % step:
                 raise HarnessError(f"run.frames={frames} is not valid for {self.name}: use {step}*k+{offset} frames (for example {step + offset})")
+
+
+def build_with_defaults(name: str, scale: str, device: torch.device, dtype: torch.dtype,
+                        variant: str | None = None) -> tuple[Bundle, GenerateArgs]:
+    """A family's bundle (default variant unless given) and its default generation arguments at that scale."""
+    family = FAMILIES.get(name)()
+    variant = variant or family.default_variant()
+    return family.build(BuildSpec(variant, scale, dtype, device)), family.defaults(variant, scale).args()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from families.base import FAMILIES, BuildSpec, GenerateArgs
+from families.base import FAMILIES, BuildSpec, build_with_defaults
 from families.synthetic import count_parameters
 from families.units import module_bytes
 from strategies.engine.hooks import HookSet
@@ -17,16 +17,14 @@ META = torch.device("meta")
 
 def calls_per_step(family: str, variant: str) -> dict[str, float]:
     """Calls of each denoiser per denoising step (true CFG calls twice), counted on the tiny pipeline."""
-    fam = FAMILIES.get(family)()
-    d = fam.defaults(variant, "tiny")
-    bundle = fam.build(BuildSpec(variant, "tiny", torch.float32, torch.device("cpu")))
+    bundle, args = build_with_defaults(family, "tiny", torch.device("cpu"), torch.float32, variant)
     calls = dict.fromkeys((c.name for c in bundle.denoisers), 0)
     hooks = HookSet()
     for component in bundle.denoisers:
         hooks.around_forward(component.module, before=lambda n=component.name: calls.__setitem__(n, calls[n] + 1))
-    bundle.generate(GenerateArgs(d.steps, d.height, d.width, d.frames, seed=0))
+    bundle.generate(args)
     hooks.remove()
-    return {name: count / d.steps for name, count in calls.items()}
+    return {name: count / args.steps for name, count in calls.items()}
 
 
 def rows() -> list[dict]:

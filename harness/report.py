@@ -71,7 +71,7 @@ def add_derived(df: pd.DataFrame) -> pd.DataFrame:
     df["slowdown"] = (df["latency_s"] / _reference(df, "latency_s", resident)).where(ok)
     df["vram_fraction"] = (df["peak_vram_bytes"] / _reference(df, "peak_vram_bytes", resident)).where(ok)
     df["pareto"] = pareto_front(df, "peak_vram_bytes", "slowdown", by=SETTINGS)
-    df["label"] = [_label(row) for row in df.itertuples()]
+    df["label"] = [strategy_label(row) for row in df.itertuples()]
     df["setting"] = [_setting(row) for row in df.itertuples()]
     return df
 
@@ -191,7 +191,7 @@ def _reference(df: pd.DataFrame, column: str, resident: pd.Series) -> pd.Series:
     return same_budget.transform("median").fillna(any_budget.transform("median"))
 
 
-def _label(row) -> str:
+def strategy_label(row) -> str:
     """Strategy and its knobs, e.g. "block_prefetch k=2 r=4 largest @12 GB"."""
     parts = [str(row.strategy)]
     if pd.notna(row.prefetch_depth) and row.prefetch_depth > 0:

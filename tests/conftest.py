@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs
+from families.base import Bundle, GenerateArgs, build_with_defaults
 from strategies.base import STRATEGIES, ApplyContext
 
 CPU = torch.device("cpu")
@@ -16,11 +16,7 @@ CORE_STRATEGIES = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), 
 
 def build(family: str, scale: str = "tiny", variant: str | None = None) -> tuple[Bundle, GenerateArgs]:
     """A fresh CPU bundle and the family's default generation arguments at that scale."""
-    fam = FAMILIES.get(family)()
-    variant = variant or fam.default_variant()
-    d = fam.defaults(variant, scale)
-    bundle = fam.build(BuildSpec(variant, scale, torch.float32, CPU))
-    return bundle, GenerateArgs(d.steps, d.height, d.width, d.frames, seed=0)
+    return build_with_defaults(family, scale, CPU, torch.float32, variant)
 
 
 @functools.cache

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from families.base import FAMILIES, BuildSpec, Bundle, GenerateArgs
+from families.base import FAMILIES, BuildSpec, Bundle, GenerateArgs, build_with_defaults
 from families.synthetic import count_parameters
 from families.units import module_bytes
 
@@ -21,10 +21,7 @@ FULL = {
 
 
 def build(name: str, variant: str, scale: str) -> tuple[Bundle, GenerateArgs]:
-    family = FAMILIES.get(name)()
-    bundle = family.build(BuildSpec(variant, scale, torch.float32, torch.device("cpu")))
-    d = family.defaults(variant, scale)
-    return bundle, GenerateArgs(d.steps, d.height, d.width, d.frames, seed=0)
+    return build_with_defaults(name, scale, torch.device("cpu"), torch.float32, variant)
 
 
 def unit_share(bundle: Bundle) -> float:
