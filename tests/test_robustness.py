@@ -145,7 +145,7 @@ def test_failure_inside_a_strategy_is_an_error_row(tmp_path: Path, monkeypatch) 
     from strategies.engine import copy_backend
     from tests.test_registry import CONF
 
-    def broken_copy(self, dst, src, after):
+    def broken_copy(self, dst, src, after, blocking=False):
         raise OSError("injected failure in the copy path")
 
     monkeypatch.setattr(copy_backend.ThreadBackend, "copy", broken_copy)

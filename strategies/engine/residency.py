@@ -30,7 +30,7 @@ class Residency:
         group = self.groups[name]
         self.ledger.allocate(group.nbytes, f"component {name}")
         buffer = torch.empty(group.nbytes, dtype=torch.uint8, device=self.device)
-        self.backend.wait(self.backend.copy(buffer, group.host, self.backend.release_fence()))
+        self.backend.wait(self.backend.copy(buffer, group.host, self.backend.release_fence(), blocking=True))
         group.attach(group.views(buffer))
         self.loaded[name] = buffer
 

@@ -131,17 +131,17 @@ class Streamer:
 
     def _load(self, unit: int, protect: set[int]) -> _Slot:
         slot = self._free_slot(protect) or next(s for s in self.slots if not s.in_use)
-        self._fill(slot, unit)
+        self._fill(slot, unit, blocking=True)
         return slot
 
-    def _fill(self, slot: _Slot, unit: int) -> None:
+    def _fill(self, slot: _Slot, unit: int, blocking: bool = False) -> None:
         if slot.unit is not None:
             del self._where[slot.unit]
             self.ledger.unit_evicted()
         group = self.units[unit]
         if unit not in slot.views:
             slot.views[unit] = group.views(slot.buffer)
-        slot.fence = self.backend.copy(slot.buffer[:group.nbytes], group.host, slot.release)
+        slot.fence = self.backend.copy(slot.buffer[:group.nbytes], group.host, slot.release, blocking)
         slot.unit = unit
         self._where[unit] = slot
         self.ledger.unit_loaded()
