@@ -14,8 +14,9 @@ from omegaconf import DictConfig
 
 from families.base import FAMILIES
 from harness.errors import HarnessError
+from harness.layout import RESULT_FILE
 from harness.registry import unknown_name_message
-from harness.run import RESULT_FILE, run_job
+from harness.run import run_job
 from harness.summary import one_line
 from strategies.base import STRATEGIES
 

@@ -14,11 +14,10 @@ import pandas as pd
 
 from harness.atomic import write_atomic
 from harness.errors import HarnessError
+from harness.layout import REPORT_FILES, RESULT_FILE
 from harness.pareto import pareto_front
 from harness.plot import byte_unit, plot_pareto
 
-RESULT_FILE = "result.json"
-REPORT_FILES = ("report.csv", "report.parquet", "report.md", "pareto.png")
 REQUIRED = ("family", "strategy", "status")
 COLUMNS = [
     "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "placement", "stream_encoders",

@@ -16,6 +16,7 @@ from families.base import Bundle
 from harness.atomic import write_json
 from harness.environment import environment
 from harness.errors import HarnessError, SkipJob
+from harness.layout import RESULT_FILE
 from harness.parity import ReferenceCache, compare, reference_key
 from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
 from harness.settings import JobSettings, resolve
@@ -23,7 +24,6 @@ from strategies.base import ApplyContext, Handle
 from strategies.engine.ledger import BudgetExceeded
 
 log = logging.getLogger(__name__)
-RESULT_FILE = "result.json"
 OOM_ERRORS: tuple[type[BaseException], ...] = (BudgetExceeded, torch.cuda.OutOfMemoryError)
 
 

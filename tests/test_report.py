@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from harness.atomic import write_json
+from harness.layout import REPORT_FILES
 from harness.plot import plot_pareto
-from harness.report import REPORT_FILES, add_derived, aggregate, load_results
+from harness.report import add_derived, aggregate, load_results
 
 GIB = 2**30
 BASE = dict(
