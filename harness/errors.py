@@ -15,3 +15,10 @@ def whole_number(label: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise HarnessError(f"{label}={value!r} is not valid: use a whole number >= {minimum}")
     return value
+
+
+def gigabytes(label: str, value: Any) -> float:
+    """`value` as a float if it is a positive number (of GB), else a HarnessError naming the setting."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise HarnessError(f"{label}={value!r} is not valid: use a positive number of GB")
+    return float(value)

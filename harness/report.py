@@ -20,11 +20,12 @@ from harness.plot import byte_unit, plot_pareto
 
 REQUIRED = ("family", "strategy", "status")
 COLUMNS = [
-    "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "placement", "stream_encoders",
+    "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
+    "stream_encoders",
     "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup", "repeats",
     "status", "error", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
     "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
-    "peak_weights_bytes", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s",
+    "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s",
     "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "parity_exact", "parity_max_abs",
     "parity_psnr_db", "reference_strategy", "torch_version", "diffusers_version", "git_sha", "timestamp",
 ]
@@ -32,8 +33,8 @@ INT_COLUMNS = ["prefetch_depth", "resident_units", "height", "width", "frames", 
                "repeats"]
 FLOAT_COLUMNS = [
     "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s", "step_s",
-    "peak_vram_bytes", "peak_vram_reserved_bytes", "peak_nvml_bytes", "peak_weights_bytes",
-    "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s",
+    "peak_vram_bytes", "peak_vram_reserved_bytes", "peak_nvml_bytes", "peak_weights_bytes", "resident_bytes",
+    "resident_gb", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s",
     "overlap_efficiency", "vram_budget_gb", "parity_max_abs", "parity_psnr_db",
 ]
 BOOL_COLUMNS = ["parity_exact", "stream_encoders"]
@@ -41,8 +42,8 @@ BOOL_COLUMNS = ["parity_exact", "stream_encoders"]
 SETTINGS = ["family", "variant", "scale", "device", "device_name", "dtype", "height", "width", "frames",
             "steps"]
 # Rows that share these are the same job run again: the newest one is kept.
-JOB_KEYS = [*SETTINGS, "strategy", "prefetch_depth", "resident_units", "placement", "stream_encoders",
-            "vram_budget_gb", "seed", "warmup", "repeats"]
+JOB_KEYS = [*SETTINGS, "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
+            "stream_encoders", "vram_budget_gb", "seed", "warmup", "repeats"]
 NA = "–"
 
 
@@ -195,8 +196,10 @@ def strategy_label(row) -> str:
     parts = [str(row.strategy)]
     if pd.notna(row.prefetch_depth) and row.prefetch_depth > 0:
         parts.append(f"k={row.prefetch_depth}")
-    if pd.notna(row.resident_units) and row.resident_units > 0:
-        parts += [f"r={row.resident_units}", *([row.placement] if pd.notna(row.placement) else [])]
+    gb = getattr(row, "resident_gb", None)
+    budget = f" ({gb:g} GB)" if pd.notna(gb) else ""
+    if budget or (pd.notna(row.resident_units) and row.resident_units > 0):
+        parts += [f"r={row.resident_units}{budget}", *([row.placement] if pd.notna(row.placement) else [])]
     if pd.notna(row.stream_encoders) and row.stream_encoders:
         parts.append("+encoders")
     if pd.notna(row.vram_budget_gb):

@@ -9,7 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from families.base import BuildSpec, Family, FAMILIES, GenerateArgs
-from harness.errors import HarnessError, whole_number
+from harness.errors import HarnessError, gigabytes, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, Strategy
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -88,12 +88,11 @@ def resolve(cfg: DictConfig) -> JobSettings:
     strategy_params = strategy_parameters(strategy_cls, OmegaConf.to_container(cfg.strategy))
     strategy = strategy_cls(**strategy_params)
     budget = run.get("vram_budget_gb")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, float)) or budget <= 0):
-        raise HarnessError(f"run.vram_budget_gb={budget!r} is not valid: use a positive number of GB")
+    budget = gigabytes("run.vram_budget_gb", budget) if budget is not None else None
     return JobSettings(
         family=family,
         spec=BuildSpec(variant, scale, dtype, device, Path(str(weights)) if weights else None, seed),
         args=GenerateArgs(steps, height, width, frames, seed, str(run.prompt)),
         strategy=strategy, strategy_params=strategy_params,
         warmup=whole_number("run.warmup", run.warmup, 0), repeats=whole_number("run.repeats", run.repeats, 1),
-        vram_budget_gb=float(budget) if budget is not None else None)
+        vram_budget_gb=budget)

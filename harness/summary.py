@@ -13,8 +13,10 @@ def one_line(row: dict[str, Any]) -> str:
     name = f"{row.get('family')}/{row.get('variant')}/{row.get('scale')} {row.get('strategy')}"
     if row.get("prefetch_depth") is not None:
         name += f" k={row['prefetch_depth']}"
-    if row.get("resident_units"):
-        name += f" r={row['resident_units']}"
+    if row.get("resident_units") or row.get("resident_gb") is not None:
+        name += f" r={row.get('resident_units')}"
+    if row.get("resident_gb") is not None:
+        name += f" ({row['resident_gb']:g} GB)"
     if row.get("stream_encoders"):
         name += " +encoders"
     if row.get("status") != "ok":

@@ -11,7 +11,7 @@ from families.base import Bundle
 from harness.registry import Registry
 
 STRATEGIES: Registry[type["Strategy"]] = Registry("strategy", "strategies")
-SHARED_KNOBS = ("prefetch_depth", "resident_units", "placement", "stream_encoders")
+SHARED_KNOBS = ("prefetch_depth", "resident_units", "resident_gb", "placement", "stream_encoders")
 
 
 @dataclass(frozen=True)

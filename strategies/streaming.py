@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from families.base import Bundle
-from harness.errors import HarnessError, whole_number
+from harness.errors import HarnessError, gigabytes, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext, Handle, Strategy
 from strategies.engine.offload import EngineHandle, Plan
 
@@ -12,16 +12,21 @@ PLACEMENTS = ("largest", "even")
 
 
 class BlockStreaming(Strategy):
-    """Stream units `prefetch_depth` ahead; keep `resident_units` of them on the device for good."""
+    """Stream units `prefetch_depth` ahead; keep `resident_units` of them (or as many as fit in `resident_gb`)
+    on the device for good."""
 
     prefetch_depth: int = 0
     knobs = SHARED_KNOBS
 
-    def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, placement: str = "largest",
-                 stream_encoders: Any = False) -> None:
+    def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, resident_gb: Any = None,
+                 placement: str = "largest", stream_encoders: Any = False) -> None:
         if prefetch_depth is not None:
             self.prefetch_depth = whole_number("strategy.prefetch_depth", prefetch_depth, 0)
         self.resident_units = whole_number("strategy.resident_units", resident_units, 0)
+        self.resident_gb = gigabytes("strategy.resident_gb", resident_gb) if resident_gb is not None else None
+        if self.resident_units and self.resident_gb is not None:
+            raise HarnessError(f"strategy.resident_units={self.resident_units} and strategy.resident_gb="
+                               f"{self.resident_gb:g} are both set: use one of them")
         if placement not in PLACEMENTS:
             raise HarnessError(f"strategy.placement={placement!r} is not valid: use one of {', '.join(PLACEMENTS)}")
         self.placement = placement
@@ -34,14 +39,17 @@ class BlockStreaming(Strategy):
         if self.resident_units > units:
             raise HarnessError(f"strategy.resident_units={self.resident_units} is more than the {units} units of "
                                f"{bundle.family}: use 0..{units}")
+        resident_bytes = int(self.resident_gb * 1e9) if self.resident_gb is not None else None
         plan = Plan(reload_components=True, stream=True, depth=self.prefetch_depth,
-                    resident_units=self.resident_units, placement=self.placement,
+                    resident_units=self.resident_units, resident_bytes=resident_bytes, placement=self.placement,
                     stream_encoders=self.stream_encoders)
         return EngineHandle(bundle, ctx, plan)
 
     def describe(self) -> dict[str, Any]:
+        keeps_units = self.resident_units or self.resident_gb is not None
         return dict(prefetch_depth=self.prefetch_depth, resident_units=self.resident_units,
-                    placement=self.placement if self.resident_units else None, stream_encoders=self.stream_encoders)
+                    resident_gb=self.resident_gb, placement=self.placement if keeps_units else None,
+                    stream_encoders=self.stream_encoders)
 
 
 @STRATEGIES.register("block_stream")
@@ -49,10 +57,11 @@ class BlockStream(BlockStreaming):
     """One unit at a time: copy, compute, next (no overlap)."""
 
     name = "block_stream"
-    knobs = ("resident_units", "placement", "stream_encoders")
+    knobs = ("resident_units", "resident_gb", "placement", "stream_encoders")
 
-    def __init__(self, resident_units: Any = 0, placement: str = "largest", stream_encoders: Any = False) -> None:
-        super().__init__(None, resident_units, placement, stream_encoders)
+    def __init__(self, resident_units: Any = 0, resident_gb: Any = None, placement: str = "largest",
+                 stream_encoders: Any = False) -> None:
+        super().__init__(None, resident_units, resident_gb, placement, stream_encoders)
 
 
 @STRATEGIES.register("block_prefetch")

@@ -15,6 +15,8 @@ CASES = {
     "negative depth": (["strategy.prefetch_depth=-1"], "strategy.prefetch_depth=-1 is not valid"),
     "fractional depth": (["strategy.prefetch_depth=1.5"], "strategy.prefetch_depth=1.5 is not valid"),
     "too many resident units": (["strategy.resident_units=99"], "strategy.resident_units=99 is more than the"),
+    "resident units and bytes": (["strategy.resident_units=2", "strategy.resident_gb=1"],
+                                 "strategy.resident_units=2 and strategy.resident_gb=1 are both set: use one of them"),
     "bad placement": (["strategy.placement=random"], "strategy.placement='random' is not valid"),
     "height": (["run.height=100"], "run.height=100 is not valid for sd15: use a positive multiple of 8"),
     "width": (["family=flux", "run.width=24"], "run.width=24 is not valid for flux: use a positive multiple of 16"),

@@ -8,6 +8,7 @@ import time
 import pytest
 import torch
 
+from strategies.engine.offload import choose_resident
 from tests.conftest import CORE_STRATEGIES, assert_same_weights, build, run_with, tiny, weights_of
 
 
@@ -77,12 +78,34 @@ def test_remove_restores_weights_bit_for_bit(core_family: str) -> None:
     assert torch.equal(bundle.generate(args), reference)
 
 
+@pytest.mark.parametrize("placement,budget,kept", [("largest", 6, {0}), ("largest", 9, {0, 2}),
+                                                   ("even", 6, {1, 3}), ("even", 11, {0, 1, 2, 3}),
+                                                   ("largest", 0, set())])
+def test_a_byte_budget_keeps_the_most_units_the_placement_fits(placement: str, budget: int, kept: set[int]) -> None:
+    assert choose_resident([5, 1, 3, 2], 0, placement, budget) == kept
+
+
 def test_resident_units_stay_and_lower_traffic(core_family: str) -> None:
     bundle, args, reference = tiny(core_family)
     _, streamed = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1})
     output, kept = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1, "resident_units": 2})
     assert torch.equal(output, reference)
     assert kept["streamed_units"] == streamed["streamed_units"] - 2
+    assert kept["h2d_bytes"] < streamed["h2d_bytes"]
+
+
+@pytest.mark.parametrize("placement", ["largest", "even"])
+def test_a_resident_byte_budget_keeps_the_units_that_fit(core_family: str, placement: str) -> None:
+    bundle, args, reference = tiny(core_family)
+    _, streamed = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1})
+    largest_unit = streamed["slot_bytes"] // 2  # depth 1: two slots, each the size of the largest unit
+    budget_gb = 2.5 * largest_unit / 1e9  # any two units fit, so both placements keep at least two
+    output, kept = run_with(bundle, args, "block_prefetch", {"prefetch_depth": 1, "resident_gb": budget_gb,
+                                                             "placement": placement})
+    assert torch.equal(output, reference)
+    assert 0 < kept["resident_bytes"] <= budget_gb * 1e9
+    assert kept["resident_units"] >= 2
+    assert kept["streamed_units"] == streamed["streamed_units"] - kept["resident_units"]
     assert kept["h2d_bytes"] < streamed["h2d_bytes"]
 
 

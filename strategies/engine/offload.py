@@ -32,6 +32,7 @@ class Plan:
     stream: bool
     depth: int = 0
     resident_units: int = 0
+    resident_bytes: int | None = None
     placement: str = "largest"
     stream_encoders: bool = False
 
@@ -59,8 +60,12 @@ class PinBudget:
                           f"(raise strategy.pin_memory_fraction to pin more)")
 
 
-def choose_resident(sizes: list[int], count: int, placement: str) -> set[int]:
-    """Indices of the units kept on the device: the largest ones, or evenly spaced ones."""
+def choose_resident(sizes: list[int], count: int, placement: str, budget_bytes: int | None = None) -> set[int]:
+    """Indices of the units kept on the device: the largest ones, or evenly spaced ones; with `budget_bytes`,
+    the most units that placement can choose within that many bytes (`count` is ignored)."""
+    if budget_bytes is not None:
+        choices = (choose_resident(sizes, n, placement) for n in range(len(sizes), 0, -1))
+        return next((chosen for chosen in choices if sum(sizes[i] for i in chosen) <= budget_bytes), set())
     if count <= 0:
         return set()
     if placement == "largest":
@@ -94,6 +99,8 @@ class EngineHandle(Handle):
         self.groups: list[PackedGroup] = []
         self.resident_buffers: list[torch.Tensor] = []
         self.streamer: Streamer | None = None
+        self.resident_units = 0
+        self.resident_bytes = 0
         self.residency: Residency | None = None
         try:
             self._install()
@@ -127,7 +134,10 @@ class EngineHandle(Handle):
             tensors = unique_tensors([component.module], claimed)
             if tensors:
                 component_groups[component.name] = self._pack(component.name, tensors)
-        resident = choose_resident([g.nbytes for g in unit_groups], self.plan.resident_units, self.plan.placement)
+        resident = choose_resident([g.nbytes for g in unit_groups], self.plan.resident_units, self.plan.placement,
+                                   self.plan.resident_bytes)
+        self.resident_units = len(resident)
+        self.resident_bytes = sum(unit_groups[i].nbytes for i in resident)
         for index in sorted(resident):
             self._keep_resident(unit_groups[index])
         streamed = [i for i in range(len(unit_groups)) if i not in resident]
@@ -177,6 +187,8 @@ class EngineHandle(Handle):
         return dict(
             peak_weights_bytes=self.ledger.peak_bytes,
             peak_units_resident=self.ledger.peak_units_resident,
+            resident_units=self.resident_units,
+            resident_bytes=self.resident_bytes,
             pinned_bytes=self.pins.pinned_bytes,
             pageable_host_bytes=self.pins.pageable_bytes,
             h2d_bytes=copy.bytes,
