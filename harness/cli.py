@@ -1,7 +1,6 @@
 """`python -m harness`: one benchmark job per Hydra run; `-m` sweeps any grid."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -13,9 +12,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from families.base import FAMILIES
+from harness.atomic import write_json
 from harness.errors import HarnessError
 from harness.layout import RESULT_FILE
 from harness.registry import unknown_name_message
+from harness.reuse import finished_result, finished_twin
 from harness.run import run_job
 from harness.summary import one_line
 from strategies.base import STRATEGIES
@@ -56,16 +57,6 @@ def check_group_overrides(argv: list[str]) -> None:
                 raise HarnessError(unknown_name_message(registry.kind, name.strip(), registry.names()))
 
 
-def existing_result(job_dir: Path) -> dict | None:
-    """A finished row for this job (resume), or None."""
-    path = job_dir / RESULT_FILE
-    try:
-        row = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return row if row.get("status") in ("ok", "skipped", "oom") else None
-
-
 @hydra.main(config_path=CONF_DIR, config_name="config", version_base="1.3")
 def task(cfg: DictConfig) -> dict:
     """Run one job, or reuse its result when a sweep is resumed."""
@@ -76,9 +67,15 @@ def task(cfg: DictConfig) -> dict:
         total = os.environ.get("HARNESS_SWEEP_TOTAL", "?")
         print(f"[job {hydra_cfg.job.num + 1}/{total}] {cfg.family.name} {cfg.strategy.name} "
               f"{hydra_cfg.job.override_dirname}", file=sys.stderr, flush=True)
-    row = None if cfg.run.force else existing_result(job_dir)
+    row = None if cfg.run.force else finished_result(job_dir)
+    twin = finished_twin(cfg, job_dir) if multirun and row is None and not cfg.run.force else None
     if row is not None:
         print(f"skip (done): {job_dir / RESULT_FILE}", file=sys.stderr)
+    elif twin is not None:
+        print(f"skip (same job as {twin[0].name}: {cfg.strategy.name} ignores the knobs that differ)",
+              file=sys.stderr)
+        row = twin[1] | {"same_as": twin[0].name}
+        write_json(job_dir / RESULT_FILE, row)
     else:
         Interrupt.in_job = True
         try:

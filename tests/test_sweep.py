@@ -57,6 +57,22 @@ def test_a_failing_job_becomes_a_row_and_the_sweep_goes_on(tmp_path: Path) -> No
     assert "strategy.resident_units=1000" in md
 
 
+def test_jobs_that_differ_only_in_ignored_knobs_run_once(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    done = harness("-m", "strategy=none,block_stream,block_prefetch", "strategy.prefetch_depth=1,2", "run.repeats=1",
+                   "run.progress=false", f"hydra.sweep.dir={sweep}", f"output_root={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    # none and block_stream ignore prefetch_depth: their second job reuses the first one's row
+    assert done.stderr.count("skip (same job as") == 2
+    found = rows(sweep)
+    assert len(found) == 6 and all(r["status"] == "ok" for r in found)
+    reused = [r for r in found if r.get("same_as")]
+    assert sorted(r["strategy"] for r in reused) == ["block_stream", "none"]
+    assert all((sweep / r["same_as"] / "result.json").is_file() for r in reused)
+    report = pd.read_csv(sweep / "report.csv")
+    assert sorted(report.strategy) == ["block_prefetch", "block_prefetch", "block_stream", "none"]
+
+
 def test_submitit_local_launcher_runs_each_job_in_its_own_process(tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     done = harness("-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "family=sd15",
