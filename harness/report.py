@@ -21,8 +21,8 @@ from harness.plot import byte_unit, plot_pareto
 REQUIRED = ("family", "strategy", "status")
 COLUMNS = [
     "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
-    "stream_encoders",
-    "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup", "repeats",
+    "stream_encoders", "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup",
+    "repeats",
     "status", "error", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
     "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
     "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s",

@@ -35,7 +35,8 @@ def requested_row(cfg: DictConfig) -> dict[str, Any]:
         family=cfg.family.name, variant=cfg.family.get("variant"), scale=cfg.family.get("scale"),
         weights=cfg.family.get("weights"), strategy=strategy.get("name"),
         prefetch_depth=strategy.get("prefetch_depth"), resident_units=strategy.get("resident_units"),
-        resident_gb=strategy.get("resident_gb"), placement=strategy.get("placement"), stream_encoders=strategy.get("stream_encoders"),
+        resident_gb=strategy.get("resident_gb"), placement=strategy.get("placement"),
+        stream_encoders=strategy.get("stream_encoders"),
         device=str(run.device), dtype=str(run.dtype), height=run.height,
         width=run.width, frames=run.frames, steps=run.steps, seed=run.seed, warmup=run.warmup, repeats=run.repeats,
         vram_budget_gb=run.get("vram_budget_gb"), status="error", error=None)
@@ -48,7 +49,8 @@ def settings_row(s: JobSettings) -> dict[str, Any]:
         dtype=str(s.spec.dtype).removeprefix("torch."), height=s.args.height, width=s.args.width,
         frames=s.args.frames, steps=s.args.steps, strategy=s.strategy.name,
         prefetch_depth=described.get("prefetch_depth"), resident_units=described.get("resident_units"),
-        resident_gb=described.get("resident_gb"), placement=described.get("placement"), stream_encoders=described.get("stream_encoders"))
+        resident_gb=described.get("resident_gb"), placement=described.get("placement"),
+        stream_encoders=described.get("stream_encoders"))
 
 
 def reference_settings(s: JobSettings) -> dict[str, Any]:
@@ -115,8 +117,8 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
         streamed_units=stats.get("streamed_units"), streamed_bytes=per_run(stats.get("stream_bytes"), n),
         sync_loads=stats.get("stream_sync_loads"),
         out_of_order_units=stats.get("stream_out_of_order"), host_rss_peak_bytes=host_rss_peak_bytes())
-    if s.strategy_params.get("resident_gb") is not None:
-        row["resident_units"] = stats["resident_units"]  # the count that fits the byte budget
+    if stats.get("resident_units") is not None:
+        row["resident_units"] = stats["resident_units"]  # what the engine kept (resident_gb resolves to a count)
     row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] and row["h2d_bytes"] else None
     if cuda:
         row.update(cuda.peaks(), peak_vram_source="cuda")

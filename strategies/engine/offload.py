@@ -187,8 +187,8 @@ class EngineHandle(Handle):
         return dict(
             peak_weights_bytes=self.ledger.peak_bytes,
             peak_units_resident=self.ledger.peak_units_resident,
-            resident_units=self.resident_units,
-            resident_bytes=self.resident_bytes,
+            resident_units=self.resident_units if self.plan.stream else None,
+            resident_bytes=self.resident_bytes if self.plan.stream else None,
             pinned_bytes=self.pins.pinned_bytes,
             pageable_host_bytes=self.pins.pageable_bytes,
             h2d_bytes=copy.bytes,
