@@ -28,7 +28,7 @@ from harness.errors import SkipJob
 from harness.parity import compare
 from harness.run import OOM_ERRORS, measure
 from harness.settings import JobSettings
-from strategies.base import STRATEGIES, ApplyContext
+from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
 
 PEERS = ["diffusers_group_block", "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential"]
 CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
@@ -100,14 +100,13 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
                  before: dict[str, tuple[str, float]] | None = None) -> dict[str, Any]:
     """Apply, measure, compare, remove; one row whatever happens (with `before`: are the weights intact after)."""
     row: dict[str, Any] = dict(section=section, family=bundle.family, variant=bundle.variant, scale=bundle.scale,
-                               strategy=strategy, prefetch_depth=params.get("prefetch_depth"),
-                               resident_units=params.get("resident_units"), placement=params.get("placement"),
+                               strategy=strategy, **{k: params.get(k) for k in SHARED_KNOBS},
                                device=bundle.device.type, dtype=str(bundle.dtype).removeprefix("torch."),
                                height=args.height, width=args.width, frames=args.frames, steps=args.steps, seed=0,
                                warmup=warmup, repeats=repeats, status="error", error=None)
     strat = STRATEGIES.get(strategy)(**params)
     described = strat.describe()
-    row.update({k: described.get(k, row[k]) for k in ("prefetch_depth", "resident_units", "placement")})
+    row.update({k: described.get(k, row[k]) for k in SHARED_KNOBS})
     settings = JobSettings(FAMILIES.get(bundle.family)(), BuildSpec(bundle.variant, bundle.scale, bundle.dtype,
                            bundle.device), args, strat, params, warmup, repeats, None)
     start = time.monotonic()

@@ -89,7 +89,7 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
     df = pd.DataFrame(rows)
     for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
                    "exposed_copy_s", "overlap_efficiency", "streamed_bytes", "parity_max_abs", "resident_units",
-                   "prefetch_depth", "placement", "stream_encoders", "vram_budget_gb"):
+                   "prefetch_depth", "placement", "stream_encoders", "resident_gb", "vram_budget_gb"):
         if column not in df:
             df[column] = float("nan")
     df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")

@@ -23,5 +23,9 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" and r["parity_exact"] for r in ours), [r["error"] for r in ours]
     assert all(r["status"] == "skipped" for r in rows if r["strategy"].startswith("diffusers_"))
     assert all(r["weights_intact"] for r in rows if r["section"] == "tiny")
+    # every knob reaches the row: streaming the encoders is told apart from streaming the denoiser alone
+    flux_prefetch = [r for r in rows if r["section"] == "flux" and r["strategy"] == "block_prefetch"]
+    assert {r["stream_encoders"] for r in flux_prefetch} == {False, True}
+    assert "block_prefetch k=2 +encoders" in (tmp_path / "report.md").read_text()
     summary = (tmp_path / "summary.md").read_text()
     assert "### flux" in summary and "### ltx_video" in summary and "parity:" in summary
