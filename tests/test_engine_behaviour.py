@@ -8,8 +8,9 @@ import time
 import pytest
 import torch
 
-from strategies.engine.offload import choose_resident
-from tests.conftest import CORE_STRATEGIES, assert_same_weights, build, run_with, tiny, weights_of
+from strategies.base import ApplyContext
+from strategies.engine.offload import EngineHandle, Plan, choose_resident
+from tests.conftest import CORE_STRATEGIES, CPU, assert_same_weights, build, run_with, tiny, weights_of
 
 
 @pytest.fixture(scope="module", params=["sd15", "flux"])
@@ -107,6 +108,22 @@ def test_a_resident_byte_budget_keeps_the_units_that_fit(core_family: str, place
     assert kept["resident_units"] >= 2
     assert kept["streamed_units"] == streamed["streamed_units"] - kept["resident_units"]
     assert kept["h2d_bytes"] < streamed["h2d_bytes"]
+
+
+@pytest.mark.parametrize("placement", ["largest", "even"])
+def test_only_denoiser_units_stay_resident_when_encoders_stream_too(placement: str) -> None:
+    bundle, args, reference = tiny("flux")
+    denoiser_units = sum(len(c.units) for c in bundle.denoisers)
+    plan = Plan(reload_components=True, stream=True, depth=1, resident_units=denoiser_units, placement=placement,
+                stream_encoders=True)
+    handle = EngineHandle(bundle, ApplyContext(CPU), plan)
+    try:
+        assert torch.equal(bundle.generate(args), reference)
+        encoders = {c.name for c in bundle.components if c.role == "encoder"}
+        assert handle.streamer is not None and set(handle.streamer.owner) <= encoders
+        assert handle.stats()["resident_units"] == denoiser_units
+    finally:
+        handle.remove()
 
 
 def test_streaming_the_encoders_too_is_exact_and_lowers_the_encode_peak(small) -> None:

@@ -134,8 +134,11 @@ class EngineHandle(Handle):
             tensors = unique_tensors([component.module], claimed)
             if tensors:
                 component_groups[component.name] = self._pack(component.name, tensors)
-        resident = choose_resident([g.nbytes for g in unit_groups], self.plan.resident_units, self.plan.placement,
-                                   self.plan.resident_bytes)
+        # only denoiser units stay: they run every step, a streamed encoder's blocks run once per generation
+        candidates = [i for i, owner in enumerate(owners) if owner in {c.name for c in self.bundle.denoisers}]
+        chosen = choose_resident([unit_groups[i].nbytes for i in candidates], self.plan.resident_units,
+                                 self.plan.placement, self.plan.resident_bytes)
+        resident = {candidates[i] for i in chosen}
         self.resident_units = len(resident)
         self.resident_bytes = sum(unit_groups[i].nbytes for i in resident)
         for index in sorted(resident):
