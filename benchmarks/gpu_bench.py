@@ -208,7 +208,10 @@ def main() -> int:
     # most telling first: the deadline drops configurations from the end
     flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}),
                     ("block_prefetch", {"prefetch_depth": 2, "stream_encoders": True}),
-                    ("block_stream", {"stream_encoders": True}), CORE[2], CORE[1],
+                    ("block_stream", {"stream_encoders": True}),
+                    # a 24 GB card: 12 GB of blocks stay, the rest streams with the encoders
+                    ("block_prefetch", {"prefetch_depth": 2, "resident_gb": 12.0, "stream_encoders": True}),
+                    CORE[2], CORE[1],
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}),
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5, "placement": "even"}),
                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.25}), CORE[3], CORE[5],
