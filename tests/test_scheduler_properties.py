@@ -1,5 +1,6 @@
 """Property-based tests of the streaming scheduler on synthetic stacks: random unit sizes, depths and call
-orders (repeated and skipped units, orders that change between calls)."""
+orders (repeated and skipped units, orders that change between calls), with or without an encoder that parks
+the ring."""
 from __future__ import annotations
 
 import random
@@ -12,6 +13,7 @@ from families.base import GenerateArgs
 from strategies.base import ApplyContext
 from strategies.engine.offload import EngineHandle, Plan
 from strategies.engine.testbed import stack_bundle
+from tests.conftest import assert_same_weights, weights_of
 
 CPU = torch.device("cpu")
 
@@ -23,16 +25,16 @@ def scenarios(draw: st.DrawFn) -> dict:
     orders = draw(st.lists(st.lists(st.integers(0, n - 1), min_size=0, max_size=12), min_size=1, max_size=3))
     return dict(hiddens=hiddens, orders=orders, depth=draw(st.integers(0, 8)), steps=draw(st.integers(1, 4)),
                 resident=draw(st.integers(0, n)), placement=draw(st.sampled_from(["largest", "even"])),
-                delay_seed=draw(st.integers(0, 1000)))
+                delay_seed=draw(st.integers(0, 1000)), encoder=draw(st.sampled_from([0, 64])))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_streaming_is_exact_bounded_and_clean(case: dict) -> None:
-    bundle = stack_bundle(case["hiddens"], case["orders"])
+    bundle = stack_bundle(case["hiddens"], case["orders"], encoder_hidden=case["encoder"])
     args = GenerateArgs(case["steps"], 0, 0, None, seed=1)
     reference = bundle.generate(args)
-    before = {n: t.clone() for n, t in bundle.components[0].module.state_dict().items()}
+    before = weights_of(bundle)
     rng = random.Random(case["delay_seed"])
     ctx = ApplyContext(CPU, copy_delay=lambda: rng.random() * 0.001, copy_timeout_s=10)
     handle = EngineHandle(bundle, ctx, Plan(reload_components=True, stream=True, depth=case["depth"],
@@ -51,8 +53,7 @@ def test_streaming_is_exact_bounded_and_clean(case: dict) -> None:
         handle.remove()
     assert ledger.units_resident == 0
     assert ledger.current_bytes == 0
-    after = bundle.components[0].module.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert_same_weights(before, bundle)
 
 
 def test_recorded_order_avoids_synchronous_loads() -> None:

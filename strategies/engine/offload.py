@@ -144,14 +144,15 @@ class EngineHandle(Handle):
         for index in sorted(resident):
             self._keep_resident(unit_groups[index])
         streamed = [i for i in range(len(unit_groups)) if i not in resident]
-        if not self.plan.reload_components:
+        if self.plan.reload_components:
+            self.residency = Residency(component_groups, self.device, self.backend, self.ledger, self.placeholders)
+        else:
             for group in component_groups.values():
                 self._keep_resident(group)
-        else:
-            self.residency = Residency(component_groups, self.device, self.backend, self.ledger, self.placeholders)
+        if self.residency or streamed:
             for component in self.bundle.components:
                 self.hooks.before_entry(component.module, component.entry_points,
-                                        lambda name=component.name: self.residency.enter(name))
+                                        lambda name=component.name: self._enter(name))
         if streamed:
             self.streamer = Streamer([unit_groups[i] for i in streamed], [owners[i] for i in streamed],
                                      self.plan.depth, self.device, self.backend, self.ledger, self.placeholders)
@@ -163,6 +164,14 @@ class EngineHandle(Handle):
                 self.hooks.around_forward(unit_modules[index],
                                           before=lambda p=position: self.streamer.before_unit(p),
                                           after=lambda p=position: self.streamer.after_unit(p))
+
+    def _enter(self, component: str) -> None:
+        """Before any entry point of a component: park the streaming ring if the component streams nothing
+        (its memory then serves that component), and load the component's own weights."""
+        if self.streamer and component not in self.streamer.components:
+            self.streamer.park()
+        if self.residency:
+            self.residency.enter(component)
 
     def _streamed_units(self) -> list[tuple[Component, list[tuple[str, nn.Module]]]]:
         """The denoisers' units, and with `stream_encoders` the encoders' blocks (split no coarser than the
@@ -199,7 +208,7 @@ class EngineHandle(Handle):
             copy_s=copy.copy_s,
             exposed_copy_s=copy.wait_s,
             overlap_efficiency=hidden / copy.copy_s if copy.copy_s > 0 else None,
-            slot_bytes=self.streamer.slot_bytes * len(self.streamer.slots) if self.streamer else 0,
+            slot_bytes=self.streamer.slot_bytes * self.streamer.ring if self.streamer else 0,
             streamed_units=len(self.streamer.units) if self.streamer else 0,
             **({f"stream_{k}": v for k, v in asdict(stream).items()} if stream else {}),
         )

@@ -19,6 +19,7 @@ class _Slot:
     fence: Any = None
     release: Any = None
     in_use: bool = False
+    used: bool = False
 
 
 @dataclass
@@ -29,13 +30,17 @@ class StreamStats:
     bytes: int = 0
     sync_loads: int = 0
     out_of_order: int = 0
+    parks: int = 0
+    discarded_bytes: int = 0
 
 
 class Streamer:
     """The scheduler: records each component's unit order on its first call, then keeps the next `depth`
     units of that order (wrapping around into the next call) in flight while the current one computes.
 
-    A unit called out of the recorded order is loaded synchronously and counted.
+    A unit called out of the recorded order is loaded synchronously and counted. While a component that
+    streams nothing runs (a VAE decoding, an encoder loaded whole), the ring is parked: its memory serves that
+    component, and it is allocated again when a streamed unit next runs.
     """
 
     def __init__(self, units: list[PackedGroup], owner: list[str], depth: int, device: torch.device,
@@ -46,20 +51,40 @@ class Streamer:
         self.backend = backend
         self.ledger = ledger
         self.placeholders = placeholders
+        self.device = device
         self.stats = StreamStats()
-        slot_bytes = max(u.nbytes for u in units)
-        self.slots = []
-        for _ in range(min(depth + 1, len(units))):
-            ledger.allocate(slot_bytes, "a streaming slot")
-            buffer = torch.empty(slot_bytes, dtype=torch.uint8, device=device)
-            self.slots.append(_Slot(buffer, release=backend.release_fence()))
-        self.slot_bytes = slot_bytes
+        self.slot_bytes = max(u.nbytes for u in units)
+        self.ring = min(depth + 1, len(units))
+        self.slots: list[_Slot] = []
         self._where: dict[int, _Slot] = {}
+        self._allocate_ring()
         components = dict.fromkeys(owner)
+        self.components = set(components)
         self._listed = {c: [i for i, o in enumerate(owner) if o == c] for c in components}
         self._order: dict[str, list[int]] = {}
         self._recording: dict[str, list[int]] = {}
         self._cursor = dict.fromkeys(components, 0)
+
+    def _allocate_ring(self) -> None:
+        """The slots, each as large as the largest unit; a copy into a fresh slot waits for the compute issued
+        so far (its memory may have just served that compute)."""
+        for _ in range(self.ring):
+            self.ledger.allocate(self.slot_bytes, "a streaming slot")
+            buffer = torch.empty(self.slot_bytes, dtype=torch.uint8, device=self.device)
+            self.slots.append(_Slot(buffer, release=self.backend.release_fence()))
+
+    def park(self) -> None:
+        """Free the ring while a component that streams nothing runs. The compute first waits for copies still
+        in flight (the wrap-around prefetch into the next call), so the memory is not reused under them."""
+        if not self.slots or any(slot.in_use for slot in self.slots):
+            return
+        for slot in self.slots:
+            if slot.fence is not None:
+                self.backend.wait(slot.fence)
+            if slot.unit is not None and not slot.used:
+                self.stats.discarded_bytes += self.units[slot.unit].nbytes
+        self.close()
+        self.stats.parks += 1
 
     # -- component boundaries: the first call of each component records its unit order
     def component_started(self, component: str) -> None:
@@ -74,6 +99,8 @@ class Streamer:
 
     # -- unit hooks
     def before_unit(self, unit: int) -> None:
+        if not self.slots:
+            self._allocate_ring()
         component = self.owner[unit]
         if component in self._recording:
             self._recording[component].append(unit)
@@ -87,6 +114,7 @@ class Streamer:
             slot = self._load(unit, protect=set(window))
         self.backend.wait(slot.fence)
         slot.in_use = True
+        slot.used = True
         self.units[unit].attach(slot.views[unit])
         for upcoming in window[1:]:
             if upcoming not in self._where and not self._prefetch(upcoming, set(window)):
@@ -143,6 +171,7 @@ class Streamer:
             slot.views[unit] = group.views(slot.buffer)
         slot.fence = self.backend.copy(slot.buffer[:group.nbytes], group.host, slot.release, blocking)
         slot.unit = unit
+        slot.used = False
         self._where[unit] = slot
         self.ledger.unit_loaded()
         self.stats.loads += 1

@@ -44,18 +44,24 @@ class Stack(nn.Module):
 
 
 def stack_bundle(hiddens: Sequence[int], orders: Sequence[Sequence[int]], width: int = 64, tokens: int = 16,
-                 device: torch.device = torch.device("cpu"), seed: int = 0) -> Bundle:
-    """A Bundle whose one denoiser is a Stack; `generate` runs `steps` calls on a seeded input."""
+                 device: torch.device = torch.device("cpu"), seed: int = 0, encoder_hidden: int = 0) -> Bundle:
+    """A Bundle whose denoiser is a Stack; `generate` runs `steps` calls on a seeded input. With
+    `encoder_hidden`, an encoder (one Unit, never split) runs once first."""
     torch.manual_seed(seed)
     stack = Stack(width, hiddens, orders).to(device).eval().requires_grad_(False)
+    encoder = Unit(width, encoder_hidden).to(device).eval().requires_grad_(False) if encoder_hidden else None
 
     def run(args: GenerateArgs) -> torch.Tensor:
         stack.calls = 0
         x = torch.randn(tokens, width, generator=torch.Generator().manual_seed(args.seed)).to(device)
+        if encoder is not None:
+            x = encoder(x)
         for _ in range(args.steps):
             x = stack(x)
         return x
 
     units = [(f"blocks.{i}", block) for i, block in enumerate(stack.blocks)]
-    component = Component("stack", stack, "denoiser", ("forward",), units)
-    return Bundle("stack", "synthetic", "custom", None, [component], device, torch.float32, run)
+    components = [Component("stack", stack, "denoiser", ("forward",), units)]
+    if encoder is not None:
+        components.insert(0, Component("encoder", encoder, "encoder", ("forward",), []))
+    return Bundle("stack", "synthetic", "custom", None, components, device, torch.float32, run)
