@@ -64,6 +64,8 @@ class Streamer:
         self._order: dict[str, list[int]] = {}
         self._recording: dict[str, list[int]] = {}
         self._cursor = dict.fromkeys(components, 0)
+        self._calls: dict[str, int] = {}
+        self._calls_per_cycle: dict[str, int] = {}
 
     def _allocate_ring(self) -> None:
         """The slots, each as large as the largest unit; a copy into a fresh slot waits for the compute issued
@@ -75,7 +77,12 @@ class Streamer:
 
     def park(self) -> None:
         """Free the ring while a component that streams nothing runs. The compute first waits for copies still
-        in flight (the wrap-around prefetch into the next call), so the memory is not reused under them."""
+        in flight, so the memory is not reused under them.
+
+        How many calls each component made since the last park is learnt, so that its last call of the next
+        cycle does not wrap its prefetch around into a call that comes only after the ring is parked again."""
+        self._calls_per_cycle.update(self._calls)
+        self._calls.clear()
         if not self.slots or any(slot.in_use for slot in self.slots):
             return
         for slot in self.slots:
@@ -88,6 +95,7 @@ class Streamer:
 
     # -- component boundaries: the first call of each component records its unit order
     def component_started(self, component: str) -> None:
+        self._calls[component] = self._calls.get(component, 0) + 1
         if component not in self._order:
             self._recording[component] = []
 
@@ -106,8 +114,9 @@ class Streamer:
             self._recording[component].append(unit)
         sequence = self._order.get(component, self._listed[component])
         position = self._locate(component, sequence, unit)
-        window = [sequence[(position + j) % len(sequence)] for j in range(self.depth + 1)] if position is not None \
-            else [unit]
+        last_call = self._calls.get(component) == self._calls_per_cycle.get(component)
+        reach = min(self.depth + 1, len(sequence) - position) if last_call and position is not None else self.depth + 1
+        window = [sequence[(position + j) % len(sequence)] for j in range(reach)] if position is not None else [unit]
         slot = self._where.get(unit)
         if slot is None:
             self.stats.sync_loads += 1
