@@ -12,6 +12,7 @@ from families.base import GenerateArgs
 from families.units import module_bytes
 from harness.run import streamed_bytes
 from strategies.base import STRATEGIES, ApplyContext
+from strategies.engine.memory import BufferPool
 from strategies.engine.offload import EngineHandle, Plan, choose_resident
 from strategies.engine.testbed import stack_bundle
 from tests.conftest import CORE_STRATEGIES, CPU, assert_same_weights, build, run_with, tiny, weights_of
@@ -154,6 +155,34 @@ def test_the_ring_is_parked_while_a_component_that_streams_nothing_runs() -> Non
         # prefetches into a fourth that would only come after the ring is parked and its copies lost
         assert stats["stream_discarded_bytes"] == 0
     assert used[0] == used[2] > 0
+
+
+def test_a_parked_ring_gets_its_cpu_memory_back() -> None:
+    """Freed host memory would be faulted in again for every generation; the pool hands the same buffers out."""
+    bundle = stack_bundle([256] * 4, [[0, 1, 2, 3]], width=64, tokens=4, encoder_hidden=1024)
+    args = GenerateArgs(2, 0, 0, None, seed=0)
+    handle = EngineHandle(bundle, ApplyContext(CPU), Plan(reload_components=True, stream=True, depth=1))
+    try:
+        rings = []  # holding the buffers keeps their ids unique
+        for _ in range(3):
+            bundle.generate(args)
+            rings.append([slot.buffer for slot in handle.streamer.slots])
+        assert handle.stats()["stream_parks"] == 3
+        assert all({id(b) for b in ring} == {id(b) for b in rings[0]} for ring in rings)
+    finally:
+        handle.remove()
+
+
+def test_the_pool_keeps_freed_buffers_only_off_cuda() -> None:
+    cpu, cuda = BufferPool(CPU), BufferPool(torch.device("cuda"))
+    buffer = cpu.take(64)
+    cpu.give(buffer)
+    assert cpu.take(64) is buffer and cpu.take(64) is not buffer
+    assert cpu.held_bytes == 0
+    cpu.give(buffer)
+    assert cpu.held_bytes == 64
+    cuda.give(buffer)  # CUDA's caching allocator does this job, and lends the memory to other allocations
+    assert cuda.held_bytes == 0
 
 
 def test_streaming_the_encoders_too_is_exact_and_lowers_the_encode_peak(small) -> None:

@@ -17,6 +17,7 @@ from strategies.base import ApplyContext, Handle
 from strategies.engine.copy_backend import make_backend
 from strategies.engine.hooks import HookSet
 from strategies.engine.ledger import Ledger
+from strategies.engine.memory import BufferPool
 from strategies.engine.packing import PackedGroup, Placeholders, exclusive_tensors, unique_tensors
 from strategies.engine.residency import Residency
 from strategies.engine.streamer import Streamer
@@ -94,6 +95,7 @@ class EngineHandle(Handle):
         self.ledger = Ledger(ctx.vram_budget_bytes)
         self.hooks = HookSet()
         self.placeholders = Placeholders(ctx.device)
+        self.pool = BufferPool(ctx.device)
         self.backend = make_backend(ctx.device, ctx.copy_timeout_s, ctx.copy_delay)
         self.pins = PinBudget(ctx.device, ctx.pin_memory_fraction)
         self.groups: list[PackedGroup] = []
@@ -145,7 +147,7 @@ class EngineHandle(Handle):
             self._keep_resident(unit_groups[index])
         streamed = [i for i in range(len(unit_groups)) if i not in resident]
         if self.plan.reload_components:
-            self.residency = Residency(component_groups, self.device, self.backend, self.ledger, self.placeholders)
+            self.residency = Residency(component_groups, self.pool, self.backend, self.ledger, self.placeholders)
         else:
             for group in component_groups.values():
                 self._keep_resident(group)
@@ -155,7 +157,7 @@ class EngineHandle(Handle):
                                         lambda name=component.name: self._enter(name))
         if streamed:
             self.streamer = Streamer([unit_groups[i] for i in streamed], [owners[i] for i in streamed],
-                                     self.plan.depth, self.device, self.backend, self.ledger, self.placeholders)
+                                     self.plan.depth, self.pool, self.backend, self.ledger, self.placeholders)
             for component in {c.name: c for c, _ in self._streamed_units()}.values():
                 self.hooks.around_forward(component.module,
                                           before=lambda name=component.name: self.streamer.component_started(name),
@@ -233,5 +235,6 @@ class EngineHandle(Handle):
             self.ledger.free(sum(b.numel() for b in self.resident_buffers))
             self.groups.clear()
             self.resident_buffers.clear()
+            self.pool.clear()
             if self.device.type == "cuda":
                 release_cached_memory()

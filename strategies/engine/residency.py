@@ -5,16 +5,17 @@ import torch
 
 from strategies.engine.copy_backend import CopyBackend
 from strategies.engine.ledger import Ledger
+from strategies.engine.memory import BufferPool
 from strategies.engine.packing import PackedGroup, Placeholders
 
 
 class Residency:
     """Loads a component's packed weights when it is entered and drops every other loaded component."""
 
-    def __init__(self, groups: dict[str, PackedGroup], device: torch.device, backend: CopyBackend, ledger: Ledger,
+    def __init__(self, groups: dict[str, PackedGroup], pool: BufferPool, backend: CopyBackend, ledger: Ledger,
                  placeholders: Placeholders) -> None:
         self.groups = groups
-        self.device = device
+        self.pool = pool
         self.backend = backend
         self.ledger = ledger
         self.placeholders = placeholders
@@ -29,14 +30,14 @@ class Residency:
             self.drop(other)
         group = self.groups[name]
         self.ledger.allocate(group.nbytes, f"component {name}")
-        buffer = torch.empty(group.nbytes, dtype=torch.uint8, device=self.device)
+        buffer = self.pool.take(group.nbytes)
         self.backend.wait(self.backend.copy(buffer, group.host, self.backend.release_fence(), blocking=True))
         group.attach(group.views(buffer))
         self.loaded[name] = buffer
 
     def drop(self, name: str) -> None:
         self.groups[name].detach(self.placeholders)
-        del self.loaded[name]
+        self.pool.give(self.loaded.pop(name))
         self.ledger.free(self.groups[name].nbytes)
 
     def close(self) -> None:

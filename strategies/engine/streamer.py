@@ -8,6 +8,7 @@ import torch
 
 from strategies.engine.copy_backend import CopyBackend
 from strategies.engine.ledger import Ledger
+from strategies.engine.memory import BufferPool
 from strategies.engine.packing import PackedGroup, Placeholders
 
 
@@ -43,7 +44,7 @@ class Streamer:
     component, and it is allocated again when a streamed unit next runs.
     """
 
-    def __init__(self, units: list[PackedGroup], owner: list[str], depth: int, device: torch.device,
+    def __init__(self, units: list[PackedGroup], owner: list[str], depth: int, pool: BufferPool,
                  backend: CopyBackend, ledger: Ledger, placeholders: Placeholders) -> None:
         self.units = units
         self.owner = owner
@@ -51,7 +52,7 @@ class Streamer:
         self.backend = backend
         self.ledger = ledger
         self.placeholders = placeholders
-        self.device = device
+        self.pool = pool
         self.stats = StreamStats()
         self.slot_bytes = max(u.nbytes for u in units)
         self.ring = min(depth + 1, len(units))
@@ -72,8 +73,7 @@ class Streamer:
         so far (its memory may have just served that compute)."""
         for _ in range(self.ring):
             self.ledger.allocate(self.slot_bytes, "a streaming slot")
-            buffer = torch.empty(self.slot_bytes, dtype=torch.uint8, device=self.device)
-            self.slots.append(_Slot(buffer, release=self.backend.release_fence()))
+            self.slots.append(_Slot(self.pool.take(self.slot_bytes), release=self.backend.release_fence()))
 
     def park(self) -> None:
         """Free the ring while a component that streams nothing runs. The compute first waits for copies still
@@ -191,5 +191,6 @@ class Streamer:
             self.ledger.free(self.slot_bytes)
             if slot.unit is not None:
                 self.ledger.unit_evicted()
+            self.pool.give(slot.buffer)
         self.slots.clear()
         self._where.clear()
