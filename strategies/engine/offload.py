@@ -125,7 +125,8 @@ class EngineHandle(Handle):
         unit_groups: list[PackedGroup] = []
         owners: list[str] = []
         unit_modules = []
-        for component, units in self._streamed_units():
+        streamed_units = self._streamed_units()
+        for component, units in streamed_units:
             for (unit_name, module), tensors in zip(units, exclusive_tensors([m for _, m in units], claimed)):
                 if tensors:
                     unit_groups.append(self._pack(f"{component.name}.{unit_name}", tensors))
@@ -137,7 +138,8 @@ class EngineHandle(Handle):
             if tensors:
                 component_groups[component.name] = self._pack(component.name, tensors)
         # only denoiser units stay: they run every step, a streamed encoder's blocks run once per generation
-        candidates = [i for i, owner in enumerate(owners) if owner in {c.name for c in self.bundle.denoisers}]
+        denoisers = {c.name for c in self.bundle.denoisers}
+        candidates = [i for i, owner in enumerate(owners) if owner in denoisers]
         chosen = choose_resident([unit_groups[i].nbytes for i in candidates], self.plan.resident_units,
                                  self.plan.placement, self.plan.resident_bytes)
         resident = {candidates[i] for i in chosen}
@@ -158,7 +160,7 @@ class EngineHandle(Handle):
         if streamed:
             self.streamer = Streamer([unit_groups[i] for i in streamed], [owners[i] for i in streamed],
                                      self.plan.depth, self.pool, self.backend, self.ledger, self.placeholders)
-            for component in {c.name: c for c, _ in self._streamed_units()}.values():
+            for component in {c.name: c for c, _ in streamed_units}.values():
                 self.hooks.around_forward(component.module,
                                           before=lambda name=component.name: self.streamer.component_started(name),
                                           after=lambda name=component.name: self.streamer.component_finished(name))
@@ -188,7 +190,7 @@ class EngineHandle(Handle):
 
     def _keep_resident(self, group: PackedGroup) -> None:
         self.ledger.allocate(group.nbytes, group.name)
-        buffer = torch.empty(group.nbytes, dtype=torch.uint8, device=self.device)
+        buffer = self.pool.take(group.nbytes)
         buffer.copy_(group.host)
         group.attach(group.views(buffer))
         self.resident_buffers.append(buffer)
