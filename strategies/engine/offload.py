@@ -234,6 +234,7 @@ class EngineHandle(Handle):
                 self.residency.close()
             for group in self.groups:
                 group.restore()
+                group.release()
             self.ledger.free(sum(b.numel() for b in self.resident_buffers))
             self.groups.clear()
             self.resident_buffers.clear()

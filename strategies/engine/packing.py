@@ -7,6 +7,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from strategies.engine.host_memory import HostBuffer
+
 ALIGN = 256
 
 
@@ -69,8 +71,8 @@ class PackedGroup:
             offset += -(-nbytes // ALIGN) * ALIGN
         self.entries = entries
         self.nbytes = offset
-        self.pinned = pin
-        self.host = torch.empty(self.nbytes, dtype=torch.uint8, pin_memory=pin)
+        self.buffer = HostBuffer(self.nbytes, pin)
+        self.host = self.buffer.tensor
         self.host_views = self.views(self.host)
         for entry, view in zip(entries, self.host_views):
             view.copy_(entry.tensor.data)
@@ -94,3 +96,7 @@ class PackedGroup:
         """Give every tensor a fresh copy of its original values on its original device."""
         for entry, view in zip(self.entries, self.host_views):
             entry.tensor.data = view.to(entry.home, copy=True)
+
+    def release(self) -> None:
+        """Give the host buffer back (after `restore`, once no copy reads it)."""
+        self.buffer.release()
