@@ -26,9 +26,10 @@ from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
-from harness.run import OOM_ERRORS, measure
+from harness.run import OOM_ERRORS, apply_budget, measure
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
+from strategies.engine.host_memory import HostBuffer
 
 PEERS = ["diffusers_group_block", "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential"]
 CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
@@ -62,23 +63,30 @@ class Run:
 
 
 def h2d_bandwidth(device: torch.device, gib: float = 1.0) -> dict[str, float]:
-    """Host-to-device GB/s from pinned and pageable memory (median of 5 copies of `gib` GiB)."""
+    """Host-to-device GB/s (median of 5 copies of `gib` GiB) from memory pinned by torch's allocator, pinned by the
+    engine (registered pages) and pageable, and how long pinning `gib` GiB took each way."""
     n = int(gib * 2**30)
+    cuda = device.type == "cuda"
     dst = torch.empty(n, dtype=torch.uint8, device=device)
     result = {}
-    for kind in ("pinned", "pageable"):
-        src = torch.empty(n, dtype=torch.uint8, pin_memory=kind == "pinned" and device.type == "cuda")
+    for kind in ("pinned", "registered", "pageable"):
+        start = time.perf_counter()
+        buffer = HostBuffer(n, pin=cuda) if kind == "registered" else None
+        src = buffer.tensor if buffer else torch.empty(n, dtype=torch.uint8, pin_memory=kind == "pinned" and cuda)
         src.fill_(1)
+        result[f"alloc_{kind}_s"] = time.perf_counter() - start
         times = []
         for _ in range(6):
-            if device.type == "cuda":
+            if cuda:
                 torch.cuda.synchronize()
             start = time.perf_counter()
-            dst.copy_(src, non_blocking=kind == "pinned")
-            if device.type == "cuda":
+            dst.copy_(src, non_blocking=kind != "pageable")
+            if cuda:
                 torch.cuda.synchronize()
             times.append(time.perf_counter() - start)
         result[f"h2d_{kind}_gbps"] = n / statistics.median(times[1:]) / 1e9
+        if buffer:
+            buffer.release()
     return result
 
 
@@ -98,26 +106,35 @@ def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:
 def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.Tensor, strategy: str,
                  params: dict[str, Any], warmup: int, repeats: int, section: str,
                  before: dict[str, tuple[str, float]] | None = None) -> dict[str, Any]:
-    """Apply, measure, compare, remove; one row whatever happens (with `before`: are the weights intact after)."""
+    """Apply, measure, compare, remove; one row whatever happens (with `before`: are the weights intact after).
+    `params` may hold `vram_budget_gb`, the run's memory budget, besides the strategy's knobs."""
+    params = dict(params)
+    budget_gb = params.pop("vram_budget_gb", None)
     row: dict[str, Any] = dict(section=section, family=bundle.family, variant=bundle.variant, scale=bundle.scale,
                                strategy=strategy, **{k: params.get(k) for k in SHARED_KNOBS},
                                device=bundle.device.type, dtype=str(bundle.dtype).removeprefix("torch."),
                                height=args.height, width=args.width, frames=args.frames, steps=args.steps, seed=0,
-                               warmup=warmup, repeats=repeats, status="error", error=None)
+                               warmup=warmup, repeats=repeats, vram_budget_gb=budget_gb, status="error", error=None)
     strat = STRATEGIES.get(strategy)(**params)
     described = strat.describe()
     row.update({k: described.get(k, row[k]) for k in SHARED_KNOBS})
     settings = JobSettings(FAMILIES.get(bundle.family)(), BuildSpec(bundle.variant, bundle.scale, bundle.dtype,
-                           bundle.device), args, strat, params, warmup, repeats, None)
+                           bundle.device), args, strat, params, warmup, repeats, budget_gb)
     start = time.monotonic()
     try:
         strat.check_device(bundle.device)
-        handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6))
-        row["apply_s"] = time.monotonic() - start
+        budget = apply_budget(settings)
         try:
-            output, measured = measure(bundle, handle, settings)
+            handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6,
+                                                      vram_budget_bytes=budget))
+            row["apply_s"] = time.monotonic() - start
+            try:
+                output, measured = measure(bundle, handle, settings)
+            finally:
+                handle.remove()
         finally:
-            handle.remove()
+            if budget is not None and bundle.device.type == "cuda":
+                torch.cuda.set_per_process_memory_fraction(1.0, bundle.device)
         row.update(measured)
         row.update(compare(output, reference), reference_strategy="none", status="ok")
     except OOM_ERRORS as exc:
@@ -160,7 +177,9 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: 
 
 def full_scale(run: Run, family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
                overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float,
-               skip: set[str]) -> None:
+               skip: set[str], reserve_s: float = 0.0) -> None:
+    """Every configuration on one full-scale build, while more than `min_left_s` + `reserve_s` (kept for what
+    runs after) is left; peers measure one run after the warm-up, diffusers_sequential only the one run."""
     start = time.monotonic()
     bundle, args = build(family, variant, scale, device, dtype, overrides)
     run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
@@ -171,10 +190,10 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
             continue
         params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)
                   for k, v in params.items()}
-        if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s):
+        if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s) + reserve_s:
             run.log(f"[{family}] not run (deadline): {strategy} {params}")
             continue
-        repeats, warmup = (1, 0) if strategy == "diffusers_sequential" else (2, 1)
+        warmup, repeats = (0, 1) if strategy == "diffusers_sequential" else (1, 1) if strategy in PEERS else (1, 2)
         run_strategy(run, bundle, args, reference, strategy, params, warmup, repeats, family)
     del bundle, reference
     gc.collect()
@@ -192,6 +211,8 @@ def main() -> int:
     parser.add_argument("--tiny", default="all", help="strategies of the tiny matrix: all, none, or a comma list")
     parser.add_argument("--skip", default="", help="comma list of family:label configurations not to run")
     parser.add_argument("--no-video", action="store_true")
+    parser.add_argument("--video-reserve-s", type=float, default=None,
+                        help="seconds of the budget FLUX leaves for the video family (default 100 at full scale)")
     opts = parser.parse_args()
     skip = set(filter(None, opts.skip.split(",")))
     device = torch.device(opts.device)
@@ -206,21 +227,28 @@ def main() -> int:
         tiny_matrix(run, device, dtype, None if opts.tiny == "all" else set(opts.tiny.split(",")))
     sizes = {"steps": opts.steps} if opts.scale == "full" else {}
     # most telling first: the deadline drops configurations from the end
+    prefetch2 = {"prefetch_depth": 2}
+    with_encoders = prefetch2 | {"stream_encoders": True}
     flux_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}),
-                    ("block_prefetch", {"prefetch_depth": 2, "stream_encoders": True}),
-                    ("block_stream", {"stream_encoders": True}),
+                    ("block_prefetch", with_encoders), ("block_stream", {"stream_encoders": True}),
                     # a 24 GB card: 12 GB of blocks stay, the rest streams with the encoders
-                    ("block_prefetch", {"prefetch_depth": 2, "resident_gb": 12.0, "stream_encoders": True}),
+                    ("block_prefetch", with_encoders | {"resident_gb": 12.0}),
                     CORE[2], CORE[1],
-                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}),
-                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5, "placement": "even"}),
-                    ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.25}), CORE[3], CORE[5],
-                    ("diffusers_group_leaf", {}), ("diffusers_model_offload", {}), ("diffusers_sequential", {})]
-    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, skip)
+                    # the budget path: a memory fraction the run must fit in, and one it cannot
+                    ("block_prefetch", with_encoders | {"vram_budget_gb": 6.0}), ("none", {"vram_budget_gb": 24.0}),
+                    ("block_prefetch", prefetch2 | {"resident_units": 0.5}),
+                    ("block_prefetch", prefetch2 | {"resident_units": 0.5, "placement": "even"}),
+                    ("block_prefetch", prefetch2 | {"resident_units": 0.25}),
+                    ("block_prefetch", prefetch2 | {"resident_units": 0.75}), CORE[3], CORE[5],
+                    ("diffusers_model_offload", {}), ("diffusers_group_leaf", {}), ("diffusers_sequential", {})]
+    video = not opts.no_video
+    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, skip,
+               reserve_s=0.0 if not video else opts.video_reserve_s if opts.video_reserve_s is not None
+               else 100.0 if opts.scale == "full" else 0.0)
     video_sizes = sizes | ({"frames": 49, "height": 480, "width": 704} if opts.scale == "full" else {})
-    video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), CORE[2],
-                     ("block_prefetch", {"prefetch_depth": 2, "resident_units": 0.5}), ("diffusers_model_offload", {})]
-    if not opts.no_video:
+    video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), ("block_prefetch", with_encoders), CORE[2],
+                     ("block_prefetch", prefetch2 | {"resident_units": 0.5}), ("diffusers_model_offload", {})]
+    if video:
         full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10, skip)
     write_gpu_report(run.rows, bandwidth, opts.out)
     return 0

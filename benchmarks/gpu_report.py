@@ -9,6 +9,7 @@ import pandas as pd
 from harness.report import COLUMNS, add_derived, strategy_label, write_reports
 
 OURS = ("block_stream", "block_prefetch")
+HOST_KINDS = ("pinned", "registered", "pageable")  # torch's pinned allocator, pages the engine registers, pageable
 LOSSLESS = ("none", "drop_and_reload", "block_stream", "block_prefetch", "diffusers_group_block",
             "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential")
 
@@ -75,10 +76,11 @@ def tiny_table(tiny: pd.DataFrame) -> list[str]:
 
 
 def full_table(full: pd.DataFrame) -> list[str]:
-    lines = ["\n## Full scale\n", "| family | strategy | status | latency s | step s | peak VRAM GiB | reserved GiB | "
-             "moved GiB | GB/s | exposed copy s | overlap | exact |", "|---" * 12 + "|"]
+    lines = ["\n## Full scale\n", "| family | strategy | status | apply s | latency s | step s | peak VRAM GiB | "
+             "reserved GiB | moved GiB | GB/s | exposed copy s | overlap | exact |", "|---" * 13 + "|"]
     for _, r in full.iterrows():
-        lines.append(f"| {r.family} | {strategy_label(r)} | {r.status} | {r.get('latency_s', float('nan')):.3f} | "
+        lines.append(f"| {r.family} | {strategy_label(r)} | {r.status} | {r.get('apply_s', float('nan')):.1f} | "
+                     f"{r.get('latency_s', float('nan')):.3f} | "
                      f"{r.get('step_s', float('nan')):.3f} | {_gib(r.get('peak_vram_bytes'))} | "
                      f"{_gib(r.get('peak_vram_reserved_bytes'))} | {_gib(r.get('h2d_bytes'))} | "
                      f"{r.get('h2d_gbps', float('nan')):.1f} | {r.get('exposed_copy_s', float('nan')):.3f} | "
@@ -91,15 +93,18 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
     df = pd.DataFrame(rows)
     for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
                    "exposed_copy_s", "overlap_efficiency", "streamed_bytes", "parity_max_abs", "resident_units",
-                   "prefetch_depth", "placement", "stream_encoders", "resident_gb", "vram_budget_gb"):
+                   "prefetch_depth", "placement", "stream_encoders", "resident_gb", "vram_budget_gb", "apply_s"):
         if column not in df:
             df[column] = float("nan")
     df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")
     full = df[df.section != "tiny"]
     device = df.device_name.dropna().iloc[0] if "device_name" in df and df.device_name.notna().any() else "?"
     lines = [f"# GPU check on {device}", "",
-             f"- host-to-device: pinned {bandwidth['h2d_pinned_gbps']:.1f} GB/s, "
-             f"pageable {bandwidth['h2d_pageable_gbps']:.1f} GB/s"]
+             "- host-to-device: " + ", ".join(f"{kind} {bandwidth[f'h2d_{kind}_gbps']:.1f} GB/s"
+                                              for kind in HOST_KINDS if f"h2d_{kind}_gbps" in bandwidth)]
+    if "alloc_registered_s" in bandwidth:
+        lines.append("- allocating and pinning 1 GiB: " + ", ".join(
+            f"{kind} {bandwidth[f'alloc_{kind}_s']:.2f} s" for kind in HOST_KINDS))
     lines += ["\n## Targets"] + targets(full, bandwidth["h2d_pinned_gbps"])
     lines += full_table(full) + tiny_table(df[df.section == "tiny"])
     (out / "summary.md").write_text("\n".join(lines) + "\n")
