@@ -17,7 +17,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -26,7 +26,7 @@ from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
-from harness.run import OOM_ERRORS, apply_budget, measure
+from harness.run import OOM_ERRORS, measure, vram_budget
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
 from strategies.engine.host_memory import HostBuffer
@@ -37,7 +37,7 @@ CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_pre
 
 
 def label(strategy: str, params: dict[str, Any]) -> str:
-    """`block_prefetch/prefetch_depth=2/resident_units=0.5`: names a configuration for --skip."""
+    """`block_prefetch/prefetch_depth=2/resident_units=0.5`: names a configuration for --skip and --only."""
     return "/".join([strategy, *(f"{k}={v}" for k, v in params.items())])
 
 
@@ -123,8 +123,7 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
     start = time.monotonic()
     try:
         strat.check_device(bundle.device)
-        budget = apply_budget(settings)
-        try:
+        with vram_budget(settings) as budget:
             handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6,
                                                       vram_budget_bytes=budget))
             row["apply_s"] = time.monotonic() - start
@@ -132,9 +131,6 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
                 output, measured = measure(bundle, handle, settings)
             finally:
                 handle.remove()
-        finally:
-            if budget is not None and bundle.device.type == "cuda":
-                torch.cuda.set_per_process_memory_fraction(1.0, bundle.device)
         row.update(measured)
         row.update(compare(output, reference), reference_strategy="none", status="ok")
     except OOM_ERRORS as exc:
@@ -177,17 +173,19 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: 
 
 def full_scale(run: Run, family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
                overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float,
-               skip: set[str], reserve_s: float = 0.0) -> None:
-    """Every configuration on one full-scale build, while more than `min_left_s` + `reserve_s` (kept for what
-    runs after) is left; peers measure one run after the warm-up, diffusers_sequential only the one run."""
+               wanted: Callable[[str], bool], reserve_s: float = 0.0) -> None:
+    """Every `wanted` configuration (by `family:label`) on one full-scale build, while more than `min_left_s` +
+    `reserve_s` (kept for what runs after) is left; peers measure one run after the warm-up, diffusers_sequential
+    only the one run."""
+    configs = [(strategy, params) for strategy, params in configs if wanted(f"{family}:{label(strategy, params)}")]
+    if not configs:
+        return
     start = time.monotonic()
     bundle, args = build(family, variant, scale, device, dtype, overrides)
     run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
     reference = bundle.generate(args)
     units = sum(len(c.units) for c in bundle.denoisers)
     for strategy, params in configs:
-        if f"{family}:{label(strategy, params)}" in skip:
-            continue
         params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)
                   for k, v in params.items()}
         if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s) + reserve_s:
@@ -210,11 +208,16 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--tiny", default="all", help="strategies of the tiny matrix: all, none, or a comma list")
     parser.add_argument("--skip", default="", help="comma list of family:label configurations not to run")
+    parser.add_argument("--only", default="", help="comma list of family:label configurations to run alone")
     parser.add_argument("--no-video", action="store_true")
     parser.add_argument("--video-reserve-s", type=float, default=None,
                         help="seconds of the budget FLUX leaves for the video family (default 100 at full scale)")
     opts = parser.parse_args()
-    skip = set(filter(None, opts.skip.split(",")))
+    skip, only = (set(filter(None, names.split(","))) for names in (opts.skip, opts.only))
+
+    def wanted(key: str) -> bool:
+        return key not in skip and (not only or key in only)
+
     device = torch.device(opts.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     run = Run(opts.out, opts.budget_s)
@@ -242,14 +245,14 @@ def main() -> int:
                     ("block_prefetch", prefetch2 | {"resident_units": 0.75}), CORE[3], CORE[5],
                     ("diffusers_model_offload", {}), ("diffusers_group_leaf", {}), ("diffusers_sequential", {})]
     video = not opts.no_video
-    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, skip,
+    full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, wanted,
                reserve_s=0.0 if not video else opts.video_reserve_s if opts.video_reserve_s is not None
                else 100.0 if opts.scale == "full" else 0.0)
     video_sizes = sizes | ({"frames": 49, "height": 480, "width": 704} if opts.scale == "full" else {})
     video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), ("block_prefetch", with_encoders), CORE[2],
                      ("block_prefetch", prefetch2 | {"resident_units": 0.5}), ("diffusers_model_offload", {})]
     if video:
-        full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10, skip)
+        full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10, wanted)
     write_gpu_report(run.rows, bandwidth, opts.out)
     return 0
 

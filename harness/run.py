@@ -5,6 +5,8 @@ import gc
 import logging
 import statistics
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,16 +138,25 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
     return output, row
 
 
-def apply_budget(s: JobSettings) -> int | None:
-    """The budget in bytes; on CUDA also capped through the caching allocator's memory fraction."""
+@contextmanager
+def vram_budget(s: JobSettings) -> Iterator[int | None]:
+    """The job's VRAM budget in bytes while it runs; on CUDA also enforced through the caching allocator's memory
+    fraction, lifted again on exit."""
     if s.vram_budget_gb is None:
-        return None
+        yield None
+        return
     budget = int(s.vram_budget_gb * 1e9)
     device = s.spec.device
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), device)
-    return budget
+    if device.type != "cuda":
+        yield budget
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()  # torch wants an index
+    total = torch.cuda.get_device_properties(index).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), index)
+    try:
+        yield budget
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, index)
 
 
 def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
@@ -154,18 +165,14 @@ def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
     bundle = s.family.build(s.spec)
     bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
     reference = reference_output(bundle, s, ReferenceCache(Path(cfg.reference_cache)))
-    budget = apply_budget(s)
-    ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
-                       vram_budget_bytes=budget)
-    try:
+    with vram_budget(s) as budget:
+        ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
+                           vram_budget_bytes=budget)
         handle = s.strategy.apply(bundle, ctx)
         try:
             output, measured = measure(bundle, handle, s)
         finally:
             handle.remove()
-    finally:
-        if budget is not None and s.spec.device.type == "cuda":
-            torch.cuda.set_per_process_memory_fraction(1.0, s.spec.device)
     row.update(measured)
     row.update(compare(output, reference), reference_strategy="none")
     row["status"] = "ok"

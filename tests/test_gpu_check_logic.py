@@ -29,3 +29,14 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
     assert "block_prefetch k=2 +encoders" in (tmp_path / "report.md").read_text()
     summary = (tmp_path / "summary.md").read_text()
     assert "### flux" in summary and "### ltx_video" in summary and "parity:" in summary
+
+
+def test_gpu_check_runs_only_the_configurations_named(tmp_path: Path) -> None:
+    only = "flux:block_prefetch/prefetch_depth=2/stream_encoders=True/vram_budget_gb=6.0,flux:none/vram_budget_gb=24.0"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_bench", "--out", str(tmp_path), "--device", "cpu",
+                           "--scale", "tiny", "--tiny", "none", "--no-video", "--only", only],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert [(r["strategy"], r["vram_budget_gb"], r["status"]) for r in rows] == [
+        ("block_prefetch", 6.0, "ok"), ("none", 24.0, "ok")]

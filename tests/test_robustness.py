@@ -8,11 +8,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
 import torch
 
+from families.base import BuildSpec
+from harness.run import vram_budget
+from harness.settings import JobSettings
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.ledger import BudgetExceeded
 from tests.cli_helpers import REPO, harness, rows
@@ -156,3 +160,18 @@ def test_failure_inside_a_strategy_is_an_error_row(tmp_path: Path, monkeypatch) 
     assert row["status"] == "error"
     assert row["error"] == "OSError: injected failure in the copy path"
     assert (tmp_path / "result.json").is_file()
+
+
+def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_after(monkeypatch) -> None:
+    """torch refuses a device without an index (`cuda`), which is how jobs name the GPU: found on an H200."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80e9))
+    monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
+                        lambda fraction, index: calls.append((fraction, index)))
+    spec = BuildSpec(None, "tiny", torch.float32, torch.device("cuda"))
+    settings = JobSettings(None, spec, None, None, {}, 0, 1, 20.0)
+    with pytest.raises(RuntimeError, match="inside"), vram_budget(settings) as budget:
+        assert budget == 20_000_000_000 and calls == [(0.25, 0)]
+        raise RuntimeError("inside")
+    assert calls == [(0.25, 0), (1.0, 0)]
