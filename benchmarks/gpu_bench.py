@@ -26,7 +26,7 @@ from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
-from harness.run import OOM_ERRORS, measure, vram_budget
+from harness.run import OOM_ERRORS, budget_bytes, measure, memory_cap
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
 from strategies.engine.host_memory import HostBuffer
@@ -123,14 +123,14 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
     start = time.monotonic()
     try:
         strat.check_device(bundle.device)
-        with vram_budget(settings) as budget:
-            handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6,
-                                                      vram_budget_bytes=budget))
-            row["apply_s"] = time.monotonic() - start
-            try:
+        budget = budget_bytes(settings)
+        handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6, vram_budget_bytes=budget))
+        row["apply_s"] = time.monotonic() - start
+        try:
+            with memory_cap(bundle.device, budget):
                 output, measured = measure(bundle, handle, settings)
-            finally:
-                handle.remove()
+        finally:
+            handle.remove()
         row.update(measured)
         row.update(compare(output, reference), reference_strategy="none", status="ok")
     except OOM_ERRORS as exc:

@@ -77,12 +77,14 @@ def tiny_table(tiny: pd.DataFrame) -> list[str]:
 
 def full_table(full: pd.DataFrame) -> list[str]:
     lines = ["\n## Full scale\n", "| family | strategy | status | apply s | latency s | step s | peak VRAM GiB | "
-             "reserved GiB | moved GiB | GB/s | exposed copy s | overlap | exact |", "|---" * 13 + "|"]
+             "reserved GiB | warm-up peak GiB | moved GiB | GB/s | exposed copy s | overlap | exact |",
+             "|---" * 14 + "|"]
     for _, r in full.iterrows():
         lines.append(f"| {r.family} | {strategy_label(r)} | {r.status} | {r.get('apply_s', float('nan')):.1f} | "
                      f"{r.get('latency_s', float('nan')):.3f} | "
                      f"{r.get('step_s', float('nan')):.3f} | {_gib(r.get('peak_vram_bytes'))} | "
-                     f"{_gib(r.get('peak_vram_reserved_bytes'))} | {_gib(r.get('h2d_bytes'))} | "
+                     f"{_gib(r.get('peak_vram_reserved_bytes'))} | {_gib(r.get('warmup_peak_vram_bytes'))} | "
+                     f"{_gib(r.get('h2d_bytes'))} | "
                      f"{r.get('h2d_gbps', float('nan')):.1f} | {r.get('exposed_copy_s', float('nan')):.3f} | "
                      f"{r.get('overlap_efficiency', float('nan')):.2f} | {r.get('parity_exact')} |"
                      + (f" {r.error}" if isinstance(r.get("error"), str) else ""))
@@ -93,7 +95,8 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
     df = pd.DataFrame(rows)
     for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
                    "exposed_copy_s", "overlap_efficiency", "streamed_bytes", "parity_max_abs", "resident_units",
-                   "prefetch_depth", "placement", "stream_encoders", "resident_gb", "vram_budget_gb", "apply_s"):
+                   "prefetch_depth", "placement", "stream_encoders", "resident_gb", "vram_budget_gb", "apply_s",
+                   "warmup_peak_vram_bytes", "parity_exact"):
         if column not in df:
             df[column] = float("nan")
     df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")

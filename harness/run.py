@@ -98,8 +98,11 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
     cuda = CudaMemory(device) if device.type == "cuda" else None
     clock = StageClock(bundle)
     try:
+        if cuda:
+            cuda.reset()
         for _ in range(s.warmup):
             bundle.generate(s.args)
+        warmup_peak = torch.cuda.max_memory_allocated(device) if cuda and s.warmup else None
         handle.reset_stats()
         if cuda:
             cuda.reset()
@@ -131,30 +134,31 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
         row["resident_units"] = stats["resident_units"]  # what the engine kept (resident_gb resolves to a count)
     row["h2d_gbps"] = row["h2d_bytes"] / row["copy_s"] / 1e9 if row["copy_s"] and row["h2d_bytes"] else None
     if cuda:
-        row.update(cuda.peaks(), peak_vram_source="cuda")
+        row.update(cuda.peaks(), peak_vram_source="cuda", warmup_peak_vram_bytes=warmup_peak)
     else:
         row.update(peak_vram_bytes=stats["peak_weights_bytes"], peak_vram_reserved_bytes=None, peak_nvml_bytes=None,
                    peak_vram_source="ledger")
     return output, row
 
 
+def budget_bytes(s: JobSettings) -> int | None:
+    """The job's VRAM budget in bytes (`run.vram_budget_gb` counts decimal gigabytes)."""
+    return None if s.vram_budget_gb is None else int(s.vram_budget_gb * 1e9)
+
+
 @contextmanager
-def vram_budget(s: JobSettings) -> Iterator[int | None]:
-    """The job's VRAM budget in bytes while it runs; on CUDA also enforced through the caching allocator's memory
-    fraction, lifted again on exit."""
-    if s.vram_budget_gb is None:
-        yield None
-        return
-    budget = int(s.vram_budget_gb * 1e9)
-    device = s.spec.device
-    if device.type != "cuda":
-        yield budget
+def memory_cap(device: torch.device, budget: int | None) -> Iterator[None]:
+    """On CUDA, cap the caching allocator at `budget` bytes while the block runs, as a card of that size would.
+    It wraps the generations only: a strategy is applied and removed while the model built on the device is still
+    (or again) there, which the card being emulated would never hold."""
+    if budget is None or device.type != "cuda":
+        yield
         return
     index = device.index if device.index is not None else torch.cuda.current_device()  # torch wants an index
     total = torch.cuda.get_device_properties(index).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), index)
     try:
-        yield budget
+        yield
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0, index)
 
@@ -165,14 +169,15 @@ def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
     bundle = s.family.build(s.spec)
     bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
     reference = reference_output(bundle, s, ReferenceCache(Path(cfg.reference_cache)))
-    with vram_budget(s) as budget:
-        ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
-                           vram_budget_bytes=budget)
-        handle = s.strategy.apply(bundle, ctx)
-        try:
+    budget = budget_bytes(s)
+    ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
+                       vram_budget_bytes=budget)
+    handle = s.strategy.apply(bundle, ctx)
+    try:
+        with memory_cap(s.spec.device, budget):
             output, measured = measure(bundle, handle, s)
-        finally:
-            handle.remove()
+    finally:
+        handle.remove()
     row.update(measured)
     row.update(compare(output, reference), reference_strategy="none")
     row["status"] = "ok"

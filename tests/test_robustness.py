@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from families.base import BuildSpec
-from harness.run import vram_budget
+from harness.run import budget_bytes, memory_cap
 from harness.settings import JobSettings
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.ledger import BudgetExceeded
@@ -170,8 +170,10 @@ def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_afte
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
                         lambda fraction, index: calls.append((fraction, index)))
     spec = BuildSpec(None, "tiny", torch.float32, torch.device("cuda"))
-    settings = JobSettings(None, spec, None, None, {}, 0, 1, 20.0)
-    with pytest.raises(RuntimeError, match="inside"), vram_budget(settings) as budget:
+    budget = budget_bytes(JobSettings(None, spec, None, None, {}, 0, 1, 20.0))
+    with pytest.raises(RuntimeError, match="inside"), memory_cap(spec.device, budget):
         assert budget == 20_000_000_000 and calls == [(0.25, 0)]
         raise RuntimeError("inside")
     assert calls == [(0.25, 0), (1.0, 0)]
+    with memory_cap(spec.device, None), memory_cap(CPU, budget):
+        assert len(calls) == 2, "no budget, or no CUDA: nothing to cap"
