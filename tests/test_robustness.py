@@ -177,3 +177,25 @@ def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_afte
     assert calls == [(0.25, 0), (1.0, 0)]
     with memory_cap(spec.device, None), memory_cap(CPU, budget):
         assert len(calls) == 2, "no budget, or no CUDA: nothing to cap"
+
+
+def test_weights_that_cannot_go_home_keep_their_values_and_the_rest_go_home(monkeypatch) -> None:
+    """A restore that fails (a full device) must not leave a weight empty: found when a capped H200 run left CLIP
+    without its position embeddings and broke every later run in the process."""
+    bundle, args, reference = tiny("flux")
+    before = weights_of(bundle)
+    handle = STRATEGIES.get("block_stream")().apply(bundle, ApplyContext(CPU))
+    bundle.generate(args)
+    original_to, calls = torch.Tensor.to, itertools.count()
+
+    def failing_to(self, *a, **k):
+        if k.get("copy") and next(calls) % 7 == 3:
+            raise torch.OutOfMemoryError("device full")
+        return original_to(self, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "to", failing_to)
+    with pytest.raises(torch.OutOfMemoryError, match="device full"), pytest.warns(UserWarning, match="stay on"):
+        handle.remove()
+    monkeypatch.undo()
+    assert_same_weights(before, bundle)
+    assert torch.equal(bundle.generate(args), reference)

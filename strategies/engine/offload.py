@@ -232,8 +232,12 @@ class EngineHandle(Handle):
                 self.streamer.close()
             if self.residency:
                 self.residency.close()
+            failure = None
             for group in self.groups:
-                group.restore()
+                try:
+                    group.restore()
+                except RuntimeError as exc:  # every other group is still restored
+                    failure = failure or exc
                 group.release()
             self.ledger.free(sum(b.numel() for b in self.resident_buffers))
             self.groups.clear()
@@ -241,3 +245,6 @@ class EngineHandle(Handle):
             self.pool.clear()
             if self.device.type == "cuda":
                 release_cached_memory()
+            if failure is not None:  # raised as it came (an out-of-memory error stays one)
+                warnings.warn(f"weights that could not go back to {self.device} stay on the host, values intact")
+                raise failure

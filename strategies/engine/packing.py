@@ -93,9 +93,18 @@ class PackedGroup:
             entry.tensor.data = placeholders(entry.dtype) if is_param else host_view
 
     def restore(self) -> None:
-        """Give every tensor a fresh copy of its original values on its original device."""
+        """Give every tensor a fresh copy of its original values on its original device. A tensor that cannot go
+        home (its device is full, say) keeps a copy on the host, so no value is lost; the first such error is
+        raised once every tensor has its values."""
+        failure = None
         for entry, view in zip(self.entries, self.host_views):
-            entry.tensor.data = view.to(entry.home, copy=True)
+            try:
+                entry.tensor.data = view.to(entry.home, copy=True)
+            except RuntimeError as exc:  # torch.OutOfMemoryError among others
+                entry.tensor.data = view.clone()
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def release(self) -> None:
         """Give the host buffer back (after `restore`, once no copy reads it)."""
