@@ -84,14 +84,6 @@ def per_run(total: float | None, runs: int) -> float | None:
     return None if total is None else total / runs
 
 
-def streamed_bytes(stats: dict[str, Any]) -> int | None:
-    """Bytes of streamed units that served the compute: prefetches dropped unused when the ring was parked
-    are copies (in h2d_bytes) but not streaming."""
-    if stats.get("stream_bytes") is None:
-        return None
-    return stats["stream_bytes"] - stats["stream_discarded_bytes"]
-
-
 def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tensor, dict[str, Any]]:
     """Warmup, then timed repeats; latency median and spread, stage times, memory and copy figures."""
     device = s.spec.device
@@ -127,7 +119,7 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
         copy_s=per_run(stats.get("copy_s"), n), exposed_copy_s=per_run(stats.get("exposed_copy_s"), n),
         overlap_efficiency=stats.get("overlap_efficiency"), peak_units_resident=stats.get("peak_units_resident"),
         resident_bytes=stats.get("resident_bytes"),
-        streamed_units=stats.get("streamed_units"), streamed_bytes=per_run(streamed_bytes(stats), n),
+        streamed_units=stats.get("streamed_units"), streamed_bytes=per_run(stats.get("streamed_bytes"), n),
         sync_loads=stats.get("stream_sync_loads"),
         out_of_order_units=stats.get("stream_out_of_order"), host_rss_peak_bytes=host_rss_peak_bytes())
     if stats.get("resident_units") is not None:

@@ -10,7 +10,6 @@ import torch
 
 from families.base import GenerateArgs
 from families.units import module_bytes
-from harness.run import streamed_bytes
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.memory import BufferPool
 from strategies.engine.offload import EngineHandle, Plan, choose_resident
@@ -150,7 +149,7 @@ def test_the_ring_is_parked_while_a_component_that_streams_nothing_runs() -> Non
         assert torch.equal(output, reference)
         assert stats["stream_parks"] == 1
         assert encoder_bytes <= stats["peak_weights_bytes"] < encoder_bytes + stats["slot_bytes"]
-        used[depth] = streamed_bytes(stats)
+        used[depth] = stats["streamed_bytes"]
         # the scheduler has learnt that the stack runs 3 times between parks: its third call no longer
         # prefetches into a fourth that would only come after the ring is parked and its copies lost
         assert stats["stream_discarded_bytes"] == 0

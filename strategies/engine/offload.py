@@ -214,6 +214,8 @@ class EngineHandle(Handle):
             overlap_efficiency=hidden / copy.copy_s if copy.copy_s > 0 else None,
             slot_bytes=self.streamer.slot_bytes * self.streamer.ring if self.streamer else 0,
             streamed_units=len(self.streamer.units) if self.streamer else 0,
+            # bytes of units that served the compute: prefetches dropped at a park are copies, not streaming
+            streamed_bytes=stream.bytes - stream.discarded_bytes if stream else None,
             **({f"stream_{k}": v for k, v in asdict(stream).items()} if stream else {}),
         )
 
