@@ -49,7 +49,18 @@ def finished_twin(cfg: DictConfig, job_dir: Path) -> tuple[Path, dict[str, Any]]
         return None
     for sibling in sorted(p for p in job_dir.parent.iterdir() if p.is_dir() and p != job_dir):
         config = sibling / ".hydra" / "config.yaml"
-        row = finished_result(sibling) if config.is_file() else None
-        if row is not None and job_identity(OmegaConf.load(config)) == identity:
+        if config.is_file() and config_identity(config) == identity and (row := finished_result(sibling)):
             return sibling, row
     return None
+
+
+_IDENTITIES: dict[tuple[Path, int], str | None] = {}
+
+
+def config_identity(config: Path) -> str | None:
+    """`job_identity` of a sibling job's saved config, read once per process (and version of the file): a sweep's jobs run one after another
+    in one process, and each would otherwise read every sibling's config again."""
+    key = (config, config.stat().st_mtime_ns)
+    if key not in _IDENTITIES:
+        _IDENTITIES[key] = job_identity(OmegaConf.load(config))
+    return _IDENTITIES[key]
