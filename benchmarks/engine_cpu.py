@@ -4,7 +4,8 @@
 
 1. Small-scale families: latency of block_stream, block_prefetch (k=1,2,4) and resident-unit variants over `none`,
    and the copy floor: the core time of copying every unit, which no CPU schedule can hide from busy cores.
-2. A synthetic transfer-bound stack (copy time ~ compute time per unit): overlap efficiency of block_prefetch.
+2. A synthetic transfer-bound stack (copy time ~ compute time per unit): overlap efficiency of block_prefetch; and
+   with copies 2.5x the compute and half the units resident, the two placement policies.
 3. Engine overhead per unit: near-zero-byte units, streamed vs resident, per unit call.
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -25,7 +27,7 @@ from strategies.engine.testbed import stack_bundle
 CPU = torch.device("cpu")
 CONFIGS = [("none", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
            ("block_prefetch", {"prefetch_depth": 2}), ("block_prefetch", {"prefetch_depth": 4}),
-           ("block_prefetch", {"prefetch_depth": 1, "resident_units": "half"}),
+           ("block_prefetch", {"prefetch_depth": 1, "resident_units": "half", "placement": "largest"}),
            ("block_prefetch", {"prefetch_depth": 1, "resident_units": "half", "placement": "even"})]
 
 
@@ -95,11 +97,38 @@ def family_ratios(name: str, rounds: int) -> None:
         print(f"{key:48s} {median:9.3f} {median / base:8.3f}")
 
 
-def overlap(rounds: int) -> None:
-    """12 units of 32 MiB. Tokens are chosen so a unit's compute is bound by arithmetic, not by reading its
-    weights (at least 4x its copy, as a diffusion block at full resolution), and every copy is slowed to last as
-    long as that compute (an emulated slow link, like a GPU's copy engine): copy time equals compute time, so
-    without overlap a run takes about twice the resident time."""
+@dataclass
+class Calibrated:
+    """A stack of 12 units of 32 MiB with compute-bound units, and one unit's compute and copy seconds."""
+
+    bundle: Bundle
+    tokens: int
+    compute_s: float
+    copy_s: float
+
+    def streamed_run(self, plan: Plan, link_s: float, rounds: int) -> tuple[list[float], list[float]]:
+        """Latency ratios to the resident run and overlap efficiencies of `plan`, every copy taking `link_s`
+        longer (an emulated slow link, like a GPU's copy engine)."""
+        args = GenerateArgs(4, 0, 0, None, seed=0)
+        ratios, effs = [], []
+        for _ in range(rounds):
+            resident = timed_generate(self.bundle, args, "none", {})
+            handle = EngineHandle(self.bundle, ApplyContext(CPU, copy_delay=lambda: link_s), plan)
+            try:
+                self.bundle.generate(args)
+                handle.reset_stats()
+                start = time.perf_counter()
+                self.bundle.generate(args)
+                ratios.append((time.perf_counter() - start) / resident)
+                effs.append(handle.stats()["overlap_efficiency"])
+            finally:
+                handle.remove()
+        return ratios, effs
+
+
+def calibrated_stack() -> Calibrated:
+    """Tokens are chosen so a unit's compute is bound by arithmetic, not by reading its weights (at least 4x its
+    copy, as a diffusion block at full resolution)."""
     for tokens in (8, 16, 32, 64, 128):
         bundle = stack_bundle([4096] * 12, [list(range(12))], width=1024, tokens=tokens)
         block = bundle.components[0].units[0][1]
@@ -110,29 +139,35 @@ def overlap(rounds: int) -> None:
         copy_s = median_seconds(lambda: raw_copy(target, weights))
         if compute_s > 4 * copy_s:
             break
-    slow_link = max(compute_s - copy_s, 0.0)
-    args = GenerateArgs(4, 0, 0, None, seed=0)
-    effs, ratios, stream_ratios = [], [], []
-    for _ in range(rounds):
-        resident = timed_generate(bundle, args, "none", {})
-        for depth, sink in ((2, ratios), (0, stream_ratios)):
-            ctx = ApplyContext(CPU, copy_delay=lambda: slow_link)
-            handle = EngineHandle(bundle, ctx, Plan(reload_components=True, stream=True, depth=depth))
-            try:
-                bundle.generate(args)
-                handle.reset_stats()
-                start = time.perf_counter()
-                bundle.generate(args)
-                sink.append((time.perf_counter() - start) / resident)
-                if depth:
-                    effs.append(handle.stats()["overlap_efficiency"])
-            finally:
-                handle.remove()
-    print(f"\n## transfer-bound stack (12 units x 32 MiB, {tokens} tokens; per unit: compute "
-          f"{compute_s * 1e3:.2f} ms, copy {copy_s * 1e3:.2f} ms + {slow_link * 1e3:.2f} ms emulated slow link)")
+    return Calibrated(bundle, tokens, compute_s, copy_s)
+
+
+def overlap(stack: Calibrated, rounds: int) -> None:
+    """Every copy slowed to last as long as a unit's compute: without overlap a run takes about twice the
+    resident time."""
+    link_s = max(stack.compute_s - stack.copy_s, 0.0)
+    ratios, effs = stack.streamed_run(Plan(reload_components=True, stream=True, depth=2), link_s, rounds)
+    stream_ratios, _ = stack.streamed_run(Plan(reload_components=True, stream=True, depth=0), link_s, rounds)
+    print(f"\n## transfer-bound stack (12 units x 32 MiB, {stack.tokens} tokens; per unit: compute "
+          f"{stack.compute_s * 1e3:.2f} ms, copy {stack.copy_s * 1e3:.2f} ms + {link_s * 1e3:.2f} ms emulated slow link)")
     print(f"overlap efficiency of block_prefetch k=2 (hidden copy / copy time): median {statistics.median(effs):.3f}")
     print(f"latency vs resident: block_prefetch k=2 {statistics.median(ratios):.3f}, "
           f"block_stream {statistics.median(stream_ratios):.3f} (no overlap would be about 2)")
+
+
+def placement(stack: Calibrated, rounds: int, link_ratio: float = 2.5) -> None:
+    """Half the units resident while each copy takes `link_ratio` times a unit's compute (FLUX.1-dev's blocks on
+    an H200 copy for about 2.5x their compute). All units are the same size, so `largest` keeps the first six: one
+    resident stretch then one streamed stretch, as largest-first does with FLUX's double blocks."""
+    link_s = max(link_ratio * stack.compute_s - stack.copy_s, 0.0)
+    floor = max(1.0, 6 * link_ratio / 12)
+    print(f"\n## placement on the transfer-bound stack (6 of 12 units resident, copy {link_ratio:g}x compute; "
+          f"floor {floor:.2f}x resident), median of {rounds}")
+    for policy in ("largest", "even"):
+        plan = Plan(reload_components=True, stream=True, depth=2, resident_units=6, placement=policy)
+        ratios, effs = stack.streamed_run(plan, link_s, rounds)
+        print(f"{policy:8s} latency vs resident {statistics.median(ratios):.3f}, overlap efficiency "
+              f"{statistics.median(effs):.3f}")
 
 
 def overhead(rounds: int) -> None:
@@ -155,7 +190,9 @@ def main() -> None:
     opts = parser.parse_args()
     print(f"# engine_cpu: torch {torch.__version__}, {torch.get_num_threads()} threads")
     overhead(opts.rounds)
-    overlap(opts.rounds)
+    stack = calibrated_stack()
+    overlap(stack, opts.rounds)
+    placement(stack, opts.rounds)
     for name in opts.families:
         family_ratios(name, opts.rounds)
 

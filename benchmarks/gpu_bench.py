@@ -236,11 +236,12 @@ def main() -> int:
                     ("block_prefetch", with_encoders), ("block_stream", {"stream_encoders": True}),
                     # a 24 GB card: 12 GB of blocks stay, the rest streams with the encoders
                     ("block_prefetch", with_encoders | {"resident_gb": 12.0}),
+                    ("block_prefetch", with_encoders | {"resident_gb": 12.0, "placement": "largest"}),
                     CORE[2], CORE[1],
                     # the budget path: a memory fraction the run must fit in, and one it cannot
                     ("block_prefetch", with_encoders | {"vram_budget_gb": 6.0}), ("none", {"vram_budget_gb": 24.0}),
                     ("block_prefetch", prefetch2 | {"resident_units": 0.5}),
-                    ("block_prefetch", prefetch2 | {"resident_units": 0.5, "placement": "even"}),
+                    ("block_prefetch", prefetch2 | {"resident_units": 0.5, "placement": "largest"}),
                     ("block_prefetch", prefetch2 | {"resident_units": 0.25}),
                     ("block_prefetch", prefetch2 | {"resident_units": 0.75}), CORE[3], CORE[5],
                     ("diffusers_model_offload", {}), ("diffusers_group_leaf", {}), ("diffusers_sequential", {})]

@@ -8,7 +8,7 @@ from harness.errors import HarnessError, gigabytes, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext, Handle, Strategy
 from strategies.engine.offload import EngineHandle, Plan
 
-PLACEMENTS = ("largest", "even")
+PLACEMENTS = ("even", "largest")
 
 
 class BlockStreaming(Strategy):
@@ -19,7 +19,7 @@ class BlockStreaming(Strategy):
     knobs = SHARED_KNOBS
 
     def __init__(self, prefetch_depth: Any = None, resident_units: Any = 0, resident_gb: Any = None,
-                 placement: str = "largest", stream_encoders: Any = False) -> None:
+                 placement: str = "even", stream_encoders: Any = False) -> None:
         if prefetch_depth is not None:
             self.prefetch_depth = whole_number("strategy.prefetch_depth", prefetch_depth, 0)
         self.resident_units = whole_number("strategy.resident_units", resident_units, 0)
@@ -59,7 +59,7 @@ class BlockStream(BlockStreaming):
     name = "block_stream"
     knobs = ("resident_units", "resident_gb", "placement", "stream_encoders")
 
-    def __init__(self, resident_units: Any = 0, resident_gb: Any = None, placement: str = "largest",
+    def __init__(self, resident_units: Any = 0, resident_gb: Any = None, placement: str = "even",
                  stream_encoders: Any = False) -> None:
         super().__init__(None, resident_units, resident_gb, placement, stream_encoders)
 

@@ -35,7 +35,7 @@ def test_a_resident_byte_budget_records_the_units_it_kept(tmp_path: Path) -> Non
                    f"hydra.run.dir={tmp_path}/run", f"output_root={tmp_path}")
     assert done.returncode == 0, done.stderr
     row = json.loads((tmp_path / "run" / "result.json").read_text())
-    assert row["resident_gb"] == 1.0 and row["placement"] == "largest" and row["parity_exact"] is True
+    assert row["resident_gb"] == 1.0 and row["placement"] == "even" and row["parity_exact"] is True
     assert row["resident_units"] > 0 and row["streamed_units"] == 0 and 0 < row["resident_bytes"] <= 1e9
     assert f"r={row['resident_units']} (1 GB)" in done.stdout
 

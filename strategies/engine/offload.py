@@ -34,7 +34,7 @@ class Plan:
     depth: int = 0
     resident_units: int = 0
     resident_bytes: int | None = None
-    placement: str = "largest"
+    placement: str = "even"
     stream_encoders: bool = False
 
 
