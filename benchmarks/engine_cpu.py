@@ -149,7 +149,8 @@ def overlap(stack: Calibrated, rounds: int) -> None:
     ratios, effs = stack.streamed_run(Plan(reload_components=True, stream=True, depth=2), link_s, rounds)
     stream_ratios, _ = stack.streamed_run(Plan(reload_components=True, stream=True, depth=0), link_s, rounds)
     print(f"\n## transfer-bound stack (12 units x 32 MiB, {stack.tokens} tokens; per unit: compute "
-          f"{stack.compute_s * 1e3:.2f} ms, copy {stack.copy_s * 1e3:.2f} ms + {link_s * 1e3:.2f} ms emulated slow link)")
+          f"{stack.compute_s * 1e3:.2f} ms, copy {stack.copy_s * 1e3:.2f} ms + {link_s * 1e3:.2f} ms emulated slow "
+          "link)")
     print(f"overlap efficiency of block_prefetch k=2 (hidden copy / copy time): median {statistics.median(effs):.3f}")
     print(f"latency vs resident: block_prefetch k=2 {statistics.median(ratios):.3f}, "
           f"block_stream {statistics.median(stream_ratios):.3f} (no overlap would be about 2)")

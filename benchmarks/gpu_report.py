@@ -31,8 +31,8 @@ def peer_comparison(peer: pd.Series, ours: pd.DataFrame, target: bool) -> list[s
     lines = [] if picks[0][0].startswith("fastest") else [head + "no run of ours at or below its peak"]
     for what, run in picks:
         speedup = peer.latency_s / run.latency_s
-        verdict = f", target >= 1.2x: {'met' if speedup >= 1.2 else 'NOT met'}" if target and what != "our lowest peak" \
-            else ""
+        targeted = target and what != "our lowest peak"
+        verdict = f", target >= 1.2x: {'met' if speedup >= 1.2 else 'NOT met'}" if targeted else ""
         lines.append(f"{head}{what}, {strategy_label(run)} {run.latency_s:.2f} s at {_gib(run.peak_vram_bytes)} GiB = "
                      f"{speedup:.2f}x faster{verdict}")
     return lines

@@ -25,7 +25,8 @@ COLUMNS = [
     "repeats",
     "status", "error", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
     "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
-    "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s",
+    "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes",
+    "h2d_bytes", "h2d_gbps", "copy_s",
     "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "parity_exact", "parity_max_abs",
     "parity_psnr_db", "reference_strategy", "torch_version", "diffusers_version", "git_sha", "timestamp",
 ]

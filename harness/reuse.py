@@ -58,8 +58,8 @@ _IDENTITIES: dict[tuple[Path, int], str | None] = {}
 
 
 def config_identity(config: Path) -> str | None:
-    """`job_identity` of a sibling job's saved config, read once per process (and version of the file): a sweep's jobs run one after another
-    in one process, and each would otherwise read every sibling's config again."""
+    """`job_identity` of a sibling job's saved config, read once per process and version of the file: a sweep's
+    jobs run one after another in one process, and each would otherwise read every sibling's config again."""
     key = (config, config.stat().st_mtime_ns)
     if key not in _IDENTITIES:
         _IDENTITIES[key] = job_identity(OmegaConf.load(config))
