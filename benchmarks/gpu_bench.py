@@ -26,12 +26,14 @@ from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
-from harness.run import OOM_ERRORS, budget_bytes, measure, memory_cap
+from harness.run import OOM_ERRORS, apply_and_measure, budget_bytes
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
 from strategies.engine.host_memory import HostBuffer
 
 PEERS = ["diffusers_group_block", "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential"]
+# warm-up and measured runs of the slow peers (ours: 1 and 2); diffusers_sequential takes 20 s a run on FLUX.1-dev
+PEER_RUNS = {peer: (1, 1) for peer in PEERS} | {"diffusers_sequential": (0, 1)}
 CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
         ("block_prefetch", {"prefetch_depth": 2}), ("block_prefetch", {"prefetch_depth": 4})]
 
@@ -123,14 +125,8 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
     start = time.monotonic()
     try:
         strat.check_device(bundle.device)
-        budget = budget_bytes(settings)
-        handle = strat.apply(bundle, ApplyContext(bundle.device, pin_memory_fraction=0.6, vram_budget_bytes=budget))
-        row["apply_s"] = time.monotonic() - start
-        try:
-            with memory_cap(bundle.device, budget):
-                output, measured = measure(bundle, handle, settings)
-        finally:
-            handle.remove()
+        ctx = ApplyContext(bundle.device, pin_memory_fraction=0.6, vram_budget_bytes=budget_bytes(settings))
+        output, measured = apply_and_measure(bundle, settings, ctx)
         row.update(measured)
         row.update(compare(output, reference), reference_strategy="none", status="ok")
     except OOM_ERRORS as exc:
@@ -191,7 +187,7 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
         if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s) + reserve_s:
             run.log(f"[{family}] not run (deadline): {strategy} {params}")
             continue
-        warmup, repeats = (0, 1) if strategy == "diffusers_sequential" else (1, 1) if strategy in PEERS else (1, 2)
+        warmup, repeats = PEER_RUNS.get(strategy, (1, 2))
         run_strategy(run, bundle, args, reference, strategy, params, warmup, repeats, family)
     del bundle, reference
     gc.collect()
@@ -246,9 +242,9 @@ def main() -> int:
                     ("block_prefetch", prefetch2 | {"resident_units": 0.75}), CORE[3], CORE[5],
                     ("diffusers_model_offload", {}), ("diffusers_group_leaf", {}), ("diffusers_sequential", {})]
     video = not opts.no_video
+    reserve_s = opts.video_reserve_s if opts.video_reserve_s is not None else 100.0 if opts.scale == "full" else 0.0
     full_scale(run, "flux", "dev", opts.scale, device, dtype, sizes, flux_configs, 20, wanted,
-               reserve_s=0.0 if not video else opts.video_reserve_s if opts.video_reserve_s is not None
-               else 100.0 if opts.scale == "full" else 0.0)
+               reserve_s=reserve_s if video else 0.0)
     video_sizes = sizes | ({"frames": 49, "height": 480, "width": 704} if opts.scale == "full" else {})
     video_configs = [CORE[0], CORE[4], ("diffusers_group_block", {}), ("block_prefetch", with_encoders), CORE[2],
                      ("block_prefetch", prefetch2 | {"resident_units": 0.5}), ("diffusers_model_offload", {})]

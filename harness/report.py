@@ -23,7 +23,7 @@ COLUMNS = [
     "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
     "stream_encoders", "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup",
     "repeats",
-    "status", "error", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
+    "status", "error", "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s",
     "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
     "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes",
     "h2d_bytes", "h2d_gbps", "copy_s",
@@ -33,7 +33,7 @@ COLUMNS = [
 INT_COLUMNS = ["prefetch_depth", "resident_units", "height", "width", "frames", "steps", "seed", "warmup",
                "repeats"]
 FLOAT_COLUMNS = [
-    "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s", "step_s",
+    "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s", "step_s",
     "peak_vram_bytes", "peak_vram_reserved_bytes", "peak_nvml_bytes", "warmup_peak_vram_bytes", "peak_weights_bytes",
     "resident_bytes",
     "resident_gb", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s",

@@ -14,6 +14,7 @@ def test_default_run_writes_one_result_row(tmp_path: Path) -> None:
     assert (row["family"], row["scale"], row["strategy"], row["status"]) == ("sd15", "tiny", "block_prefetch", "ok")
     assert row["parity_exact"] is True
     assert row["latency_s"] > 0 and row["peak_vram_source"] == "ledger"
+    assert row["apply_s"] > 0, "the row says how long applying the strategy took"
     assert "sd15/base/tiny block_prefetch k=2 ok" in done.stdout
 
 
