@@ -54,7 +54,8 @@ def test_a_refused_registration_falls_back_to_torchs_pinned_allocator(monkeypatc
     buffer.release()
 
 
-def test_an_unpinned_buffer_never_touches_cuda() -> None:
-    buffer = HostBuffer(100, pin=False, cudart=object())
-    assert buffer.tensor.numel() == 100 and not buffer.registered
+@pytest.mark.parametrize("nbytes,pin", [(100, False), (0, True)])
+def test_an_unpinned_or_empty_buffer_never_touches_cuda(nbytes: int, pin: bool) -> None:
+    buffer = HostBuffer(nbytes, pin=pin, cudart=object())
+    assert buffer.tensor.numel() == nbytes and not buffer.registered
     buffer.release()

@@ -38,7 +38,7 @@ class HostBuffer:
 
     def __init__(self, nbytes: int, pin: bool, cudart: Any = None) -> None:
         self.registered = False
-        if not pin:
+        if not pin or nbytes == 0:  # CUDA refuses to register an empty range
             self.tensor = torch.empty(nbytes, dtype=torch.uint8)
             return
         self._cudart = cudart
