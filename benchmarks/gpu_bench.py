@@ -105,6 +105,14 @@ def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:
             if t.numel() < 2**22}
 
 
+def changed_weights(before: dict[str, tuple[str, float]], after: dict[str, tuple[str, float]],
+                    shown: int = 5) -> list[str]:
+    """The first `shown` tensors whose device or checksum differ, or that appeared or vanished."""
+    changes = [f"{name}: {before.get(name)} -> {after.get(name)}" for name in sorted(before.keys() | after.keys())
+               if before.get(name) != after.get(name)]
+    return changes[:shown] + ([f"... {len(changes) - shown} more"] if len(changes) > shown else [])
+
+
 def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.Tensor, strategy: str,
                  params: dict[str, Any], warmup: int, repeats: int, section: str,
                  before: dict[str, tuple[str, float]] | None = None) -> dict[str, Any]:
@@ -138,7 +146,8 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
         run.log(traceback.format_exc(limit=6))
     row["wall_s"] = time.monotonic() - start
     if before is not None:
-        row["weights_intact"] = snapshot(bundle) == before
+        row["weights_changed"] = changed_weights(before, snapshot(bundle))
+        row["weights_intact"] = not row["weights_changed"]
     row.update(environment(bundle.device))
     run.add(row)
     run.log(f"[{section}] {bundle.family} {strategy} {params}: {row['status']} "

@@ -83,6 +83,10 @@ def tiny_table(tiny: pd.DataFrame) -> list[str]:
               for family, row in table.iterrows()]
     errors = tiny[tiny.status == "error"]
     lines += [f"- {r.family} {r.strategy}: {r.error}" for _, r in errors.iterrows()]
+    if "weights_changed" in tiny:
+        changed = tiny[tiny.weights_changed.map(lambda v: isinstance(v, list) and bool(v))]
+        lines += [f"- {r.family} {r.strategy} changed weights: {'; '.join(r.weights_changed)}"
+                  for _, r in changed.iterrows()]
     return lines
 
 

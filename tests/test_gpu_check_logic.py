@@ -40,3 +40,14 @@ def test_gpu_check_runs_only_the_configurations_named(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert [(r["strategy"], r["vram_budget_gb"], r["status"]) for r in rows] == [
         ("block_prefetch", 6.0, "ok"), ("none", 24.0, "ok")]
+
+
+def test_changed_weights_are_named() -> None:
+    from benchmarks.gpu_bench import changed_weights
+
+    before = {"te.a": ("cuda:0", 1.0), "te.b": ("cuda:0", 2.0)}
+    after = {"te.a": ("cpu", 1.0), "te.b": ("cuda:0", 2.0), "te.c": ("cuda:0", 3.0)}
+    assert changed_weights(before, before) == []
+    assert changed_weights(before, after) == ["te.a: ('cuda:0', 1.0) -> ('cpu', 1.0)",
+                                              "te.c: None -> ('cuda:0', 3.0)"]
+    assert changed_weights(before, after, shown=1) == ["te.a: ('cuda:0', 1.0) -> ('cpu', 1.0)", "... 1 more"]
