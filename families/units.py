@@ -18,8 +18,15 @@ def module_bytes(module: nn.Module) -> int:
     return total
 
 
+def is_leaf(module: nn.Module) -> bool:
+    return not any(True for _ in module.children())
+
+
 def split_by_size(module: nn.Module, max_bytes: int) -> list[tuple[str, nn.Module]]:
-    """The coarsest submodules of at most `max_bytes`; larger ones are split further.
+    """The coarsest submodules of at most `max_bytes`; larger ones are split further, down to the modules whose
+    children are all leaves (their forward often reads a child's weight itself: CLIP's embeddings read the
+    position table's length), and to single leaves. A ModuleList or ModuleDict is never a unit: the parent calls
+    its members, never the container, so the container's hooks would not run.
 
     Parameters held directly by a split module stay with the component (the resident remainder). A module
     reachable under two names (T5's `shared` and `encoder.embed_tokens`) becomes one unit, and a subtree
@@ -33,8 +40,10 @@ def split_by_size(module: nn.Module, max_bytes: int) -> list[tuple[str, nn.Modul
             inside = {id(m) for m in child.modules()}
             if id(child) in taken or module_bytes(child) == 0:
                 continue
-            leaf = not any(True for _ in child.children())
-            if leaf or (module_bytes(child) <= max_bytes and not inside & taken):
+            leaf = is_leaf(child)
+            fits = module_bytes(child) <= max_bytes or all(is_leaf(m) for m in child.children())
+            container = isinstance(child, (nn.ModuleList, nn.ModuleDict))  # never called: its hooks would not run
+            if leaf or (fits and not container and not inside & taken):
                 units.append((f"{prefix}{name}", child))
                 taken.update(inside)
             else:

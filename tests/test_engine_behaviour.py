@@ -7,9 +7,10 @@ import time
 
 import pytest
 import torch
+from torch import nn
 
 from families.base import GenerateArgs
-from families.units import module_bytes
+from families.units import module_bytes, split_by_size
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.memory import BufferPool
 from strategies.engine.offload import EngineHandle, Plan, choose_resident
@@ -191,3 +192,16 @@ def test_streaming_the_encoders_too_is_exact_and_lowers_the_encode_peak(small) -
     assert torch.equal(output_all, output_plain)
     assert streamed["streamed_units"] > plain["streamed_units"]
     assert streamed["peak_weights_bytes"] <= plain["peak_weights_bytes"]
+
+
+def test_encoder_units_are_modules_their_parent_calls_whole() -> None:
+    """A ModuleList is never called (its members are), and a module of leaves stays whole even above the size:
+    its forward may read a child's weight (CLIP's embeddings read the position table's length)."""
+    embeddings = nn.Module()
+    embeddings.token, embeddings.position = nn.Embedding(10, 4), nn.Embedding(8, 4)
+    encoder = nn.Module()
+    encoder.embeddings, encoder.norm = embeddings, nn.LayerNorm(4)
+    encoder.layers = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+    for max_bytes in (1, 1 << 20):
+        names = [name for name, _ in split_by_size(encoder, max_bytes)]
+        assert names == ["embeddings", "norm", "layers.0", "layers.1"], max_bytes
