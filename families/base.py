@@ -20,7 +20,8 @@ FAMILIES: Registry[type["Family"]] = Registry("family", "families")
 
 @dataclass(frozen=True)
 class BuildSpec:
-    """Everything that decides the weights: which model, at which scale, in which dtype, on which device."""
+    """Everything that decides the weights: which model, at which scale, in which dtype, for which compute device,
+    built where (`build_device`: None builds on the compute device, the host's CPU keeps a model larger than it)."""
 
     variant: str
     scale: str
@@ -28,6 +29,12 @@ class BuildSpec:
     device: torch.device
     weights: Path | None = None
     seed: int = 0
+    build_device: torch.device | None = None
+
+    @property
+    def weights_device(self) -> torch.device:
+        """Where the built weights live until a strategy places them."""
+        return self.build_device or self.device
 
 
 @dataclass(frozen=True)
@@ -143,8 +150,11 @@ class Family(ABC):
 
 
 def build_with_defaults(name: str, scale: str, device: torch.device, dtype: torch.dtype,
-                        variant: str | None = None) -> tuple[Bundle, GenerateArgs]:
-    """A family's bundle (default variant unless given) and its default generation arguments at that scale."""
+                        variant: str | None = None, build_device: torch.device | None = None
+                        ) -> tuple[Bundle, GenerateArgs]:
+    """A family's bundle (default variant unless given; built on `build_device` if given) and its default
+    generation arguments at that scale."""
     family = FAMILIES.get(name)()
     variant = variant or family.default_variant()
-    return family.build(BuildSpec(variant, scale, dtype, device)), family.defaults(variant, scale).args()
+    spec = BuildSpec(variant, scale, dtype, device, build_device=build_device)
+    return family.build(spec), family.defaults(variant, scale).args()

@@ -41,7 +41,7 @@ class DiffusersFamily(Family):
 
     def make_pipeline(self, spec: BuildSpec) -> Any:
         if spec.weights is not None:
-            return load_pipeline(self.pipeline_class, spec.weights, self.name, spec.dtype, spec.device)
+            return load_pipeline(self.pipeline_class, spec.weights, self.name, spec.dtype, spec.weights_device)
         components = self.synthetic_components(ModuleBuilder(spec), spec.variant, spec.scale)
         return self.pipeline_class(**components)
 

@@ -65,7 +65,7 @@ class Flux2(DiffusersFamily):
         """dev and klein use different pipeline classes."""
         cls = Flux2Pipeline if spec.variant == "dev" else Flux2KleinPipeline
         if spec.weights is not None:
-            return load_pipeline(cls, spec.weights, self.name, spec.dtype, spec.device)
+            return load_pipeline(cls, spec.weights, self.name, spec.dtype, spec.weights_device)
         return cls(**self.synthetic_components(ModuleBuilder(spec), spec.variant, spec.scale))
 
     def synthetic_components(self, build: ModuleBuilder, variant: str, scale: str) -> dict[str, Any]:

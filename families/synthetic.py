@@ -23,7 +23,7 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 class ModuleBuilder:
-    """Builds each module under a seed of its own, in `spec.dtype` on `spec.device` (no fp32 copy on the way)."""
+    """Builds each module under a seed of its own, in `spec.dtype` on `spec.weights_device` (no fp32 copy on the way)."""
 
     def __init__(self, spec: BuildSpec) -> None:
         self.spec = spec
@@ -32,9 +32,9 @@ class ModuleBuilder:
     def __call__(self, factory: Callable[[], M]) -> M:
         self._count += 1
         torch.manual_seed(self.spec.seed * 1000 + self._count)
-        with default_dtype(self.spec.dtype), torch.device(self.spec.device):
+        with default_dtype(self.spec.dtype), torch.device(self.spec.weights_device):
             module = factory()
-        if self.spec.device.type != "meta":
+        if self.spec.weights_device.type != "meta":
             fill_uninitialized(module)
         return module.eval().requires_grad_(False)
 

@@ -127,7 +127,7 @@ class Wuerstchen(DiffusersFamily):
             parts |= {name: cls.from_pretrained(str(path / name)) for name, cls in CONFIGS.items()}
         except Exception as exc:  # diffusers and transformers raise several types for unreadable folders
             raise HarnessError(f"family.weights={path} could not be loaded: {type(exc).__name__}: {exc}") from exc
-        return self.pipeline_class(**parts).to(spec.device)
+        return self.pipeline_class(**parts).to(spec.weights_device)
 
     def units(self, name: str, module: nn.Module, variant: str) -> list[tuple[str, nn.Module]]:
         if name == "prior_prior":

@@ -25,8 +25,8 @@ COLUMNS = [
     "repeats", "status", "error", "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s",
     "decode_s", "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
     "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes",
-    "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "parity_exact",
-    "parity_max_abs", "parity_psnr_db", "reference_strategy", "torch_version", "diffusers_version", "git_sha",
+    "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "build_on",
+    "parity_exact", "parity_max_abs", "parity_psnr_db", "reference_strategy", "torch_version", "diffusers_version", "git_sha",
     "timestamp",
 ]
 INT_COLUMNS = ["prefetch_depth", "resident_units", "height", "width", "frames", "steps", "seed", "warmup",
@@ -43,7 +43,7 @@ SETTINGS = ["family", "variant", "scale", "device", "device_name", "dtype", "hei
             "steps"]
 # Rows that share these are the same job run again: the newest one is kept.
 JOB_KEYS = [*SETTINGS, "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
-            "stream_encoders", "vram_budget_gb", "seed", "warmup", "repeats"]
+            "stream_encoders", "vram_budget_gb", "build_on", "seed", "warmup", "repeats"]
 NA = "–"
 
 

@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from families.base import Bundle
+from families.base import Bundle, GenerateArgs
 from harness.atomic import write_json
 from harness.environment import environment
 from harness.errors import HarnessError, SkipJob
@@ -23,11 +24,18 @@ from harness.layout import RESULT_FILE
 from harness.parity import ReferenceCache, compare, reference_key
 from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
 from harness.settings import JobSettings, resolve
-from strategies.base import ApplyContext, Handle
+from strategies.base import ApplyContext, Handle, Strategy
+from strategies.none import NoOffload
+from strategies.streaming import BlockStream
 from strategies.engine.ledger import BudgetExceeded
 
 log = logging.getLogger(__name__)
 OOM_ERRORS: tuple[type[BaseException], ...] = (BudgetExceeded, torch.cuda.OutOfMemoryError)
+HOST = torch.device("cpu")
+# the resident run first; where it does not fit, the lossless schedule that holds the least on the device
+REFERENCE_STRATEGIES: dict[str, Strategy] = {"none": NoOffload(),
+                                             "block_stream+encoders": BlockStream(stream_encoders=True)}
+_CAPS: dict[int, float] = {}  # the allocator fraction memory_cap set per CUDA device index
 
 
 def requested_row(cfg: DictConfig) -> dict[str, Any]:
@@ -42,7 +50,7 @@ def requested_row(cfg: DictConfig) -> dict[str, Any]:
         stream_encoders=strategy.get("stream_encoders"),
         device=str(run.device), dtype=str(run.dtype), height=run.height,
         width=run.width, frames=run.frames, steps=run.steps, seed=run.seed, warmup=run.warmup, repeats=run.repeats,
-        vram_budget_gb=run.get("vram_budget_gb"), status="error", error=None)
+        vram_budget_gb=run.get("vram_budget_gb"), build_on=run.get("build_on"), status="error", error=None)
 
 
 def settings_row(s: JobSettings) -> dict[str, Any]:
@@ -56,24 +64,67 @@ def settings_row(s: JobSettings) -> dict[str, Any]:
         stream_encoders=described.get("stream_encoders"))
 
 
-def reference_settings(s: JobSettings) -> dict[str, Any]:
+def reference_settings(s: JobSettings, built_on: str) -> dict[str, Any]:
     weights = s.spec.weights
     return dict(family=s.family.name, variant=s.spec.variant, scale=s.spec.scale, dtype=str(s.spec.dtype),
                 device=s.spec.device.type, device_name=environment(s.spec.device)["device_name"],
-                weights=f"{weights}@{weights.stat().st_mtime_ns}" if weights else None,
+                weights=f"{weights}@{weights.stat().st_mtime_ns}" if weights else None, build_on=built_on,
                 args=repr(s.args), torch=torch.__version__, threads=torch.get_num_threads())
 
 
-def reference_output(bundle: Bundle, s: JobSettings, cache: ReferenceCache) -> torch.Tensor:
-    """The resident output for these settings: from the cache, or computed now (before any strategy)."""
-    settings = reference_settings(s)
-    key = reference_key(settings)
-    cached = cache.load(key)
-    if cached is not None:
-        return cached
-    output = bundle.generate(s.args)
-    cache.store(key, output, settings)
-    return output
+def release_memory() -> None:
+    """Collect garbage and return the allocator's cached device memory."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def build_bundle(s: JobSettings) -> tuple[Bundle, str]:
+    """Build the model where `run.build_on` says, and say where: `auto` builds on the device and, when the model
+    does not fit there, in host memory (synthetic weights then come from the CPU's generator: other values)."""
+    if s.build_on == "host":
+        return s.family.build(replace(s.spec, build_device=HOST)), "host"
+    if s.build_on == "device" or s.spec.device.type != "cuda":
+        return s.family.build(s.spec), "device"
+    try:
+        return s.family.build(s.spec), "device"
+    except torch.cuda.OutOfMemoryError as exc:
+        log.warning("the model does not fit on %s (%s): building it in host memory", s.spec.device,
+                    str(exc).splitlines()[0])
+    release_memory()
+    return s.family.build(replace(s.spec, build_device=HOST)), "host"
+
+
+def run_with(bundle: Bundle, strategy: Strategy, ctx: ApplyContext, args: GenerateArgs) -> torch.Tensor:
+    """One generation with `strategy` applied, taken off again after."""
+    handle = strategy.apply(bundle, ctx)
+    try:
+        return bundle.generate(args)
+    finally:
+        handle.remove()
+
+
+def reference_output(bundle: Bundle, s: JobSettings, ctx: ApplyContext, built_on: str,
+                     cache: ReferenceCache) -> tuple[torch.Tensor, str]:
+    """The output the job must reproduce, and the strategy that made it: the resident run, or where the weights do
+    not fit on the device (a model larger than the card, or than the budget of a host build) the leanest lossless
+    schedule. From the cache when stored, else computed now (before the job's strategy)."""
+    settings = reference_settings(s, built_on)
+    names = list(REFERENCE_STRATEGIES)
+    for name in names:
+        key = reference_key(settings | {"reference_strategy": name})
+        output = cache.load(key)
+        if output is None:
+            try:
+                output = run_with(bundle, REFERENCE_STRATEGIES[name], ctx, s.args)
+            except OOM_ERRORS as exc:
+                if name == names[-1]:
+                    raise
+                log.warning("reference %s does not fit (%s): trying the next", name, str(exc).splitlines()[0])
+                release_memory()
+                continue
+            cache.store(key, output, settings)
+        return output, name
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -141,19 +192,22 @@ def budget_bytes(s: JobSettings) -> int | None:
 
 @contextmanager
 def memory_cap(device: torch.device, budget: int | None) -> Iterator[None]:
-    """On CUDA, cap the caching allocator at `budget` bytes while the block runs, as a card of that size would.
-    It wraps the generations only: a strategy is applied and removed while the model built on the device is still
-    (or again) there, which the card being emulated would never hold."""
+    """On CUDA, cap the caching allocator at `budget` bytes while the block runs, as a card of that size would (a
+    cap inside another keeps the lower one, and the outer one holds again after). Jobs wrap the generations; a
+    model built on the host is capped for the whole job, since the card being emulated never held it."""
     if budget is None or device.type != "cuda":
         yield
         return
     index = device.index if device.index is not None else torch.cuda.current_device()  # torch wants an index
     total = torch.cuda.get_device_properties(index).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, budget / total), index)
+    previous = _CAPS.get(index, 1.0)
+    _CAPS[index] = min(previous, budget / total)
+    torch.cuda.set_per_process_memory_fraction(_CAPS[index], index)
     try:
         yield
     finally:
-        torch.cuda.set_per_process_memory_fraction(1.0, index)
+        _CAPS[index] = previous
+        torch.cuda.set_per_process_memory_fraction(previous, index)
 
 
 def apply_and_measure(bundle: Bundle, s: JobSettings, ctx: ApplyContext) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -173,14 +227,19 @@ def apply_and_measure(bundle: Bundle, s: JobSettings, ctx: ApplyContext) -> tupl
 def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
     """Build, reference, apply the strategy, measure, restore; fills `row`."""
     s.strategy.check_device(s.spec.device)
-    bundle = s.family.build(s.spec)
+    bundle, built_on = build_bundle(s)
+    row["build_on"] = built_on
     bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
-    reference = reference_output(bundle, s, ReferenceCache(Path(cfg.reference_cache)))
     ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
                        vram_budget_bytes=budget_bytes(s))
-    output, measured = apply_and_measure(bundle, s, ctx)
+    on_host = built_on == "host"
+    with memory_cap(s.spec.device, ctx.vram_budget_bytes if on_host else None):
+        reference_ctx = ctx if on_host else replace(ctx, vram_budget_bytes=None)  # a device build holds it all
+        reference, reference_strategy = reference_output(bundle, s, reference_ctx, built_on,
+                                                         ReferenceCache(Path(cfg.reference_cache)))
+        output, measured = apply_and_measure(bundle, s, ctx)
     row.update(measured)
-    row.update(compare(output, reference), reference_strategy="none")
+    row.update(compare(output, reference), reference_strategy=reference_strategy)
     row["status"] = "ok"
 
 
@@ -219,8 +278,6 @@ def run_job(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
 
 def finish(row: dict[str, Any], job_dir: Path, device: torch.device | None) -> None:
     """Free what the job held and write its row atomically."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+    release_memory()
     row.update(environment(device))
     write_json(job_dir / RESULT_FILE, row)

@@ -13,6 +13,7 @@ from harness.errors import HarnessError, gigabytes, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, Strategy
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+BUILD_PLACES = ("auto", "device", "host")
 
 
 @dataclass
@@ -27,6 +28,7 @@ class JobSettings:
     warmup: int
     repeats: int
     vram_budget_gb: float | None
+    build_on: str = "auto"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,6 +51,12 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     if name not in DTYPES:
         raise HarnessError(f"run.dtype={name!r} is not valid: use auto, {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def resolve_build_on(name: str) -> str:
+    if name not in BUILD_PLACES:
+        raise HarnessError(f"run.build_on={name!r} is not valid: use {', '.join(BUILD_PLACES)}")
+    return name
 
 
 def strategy_parameters(strategy_cls: type[Strategy], given: dict[str, Any]) -> dict[str, Any]:
@@ -95,4 +103,4 @@ def resolve(cfg: DictConfig) -> JobSettings:
         args=GenerateArgs(steps, height, width, frames, seed, str(run.prompt)),
         strategy=strategy, strategy_params=strategy_params,
         warmup=whole_number("run.warmup", run.warmup, 0), repeats=whole_number("run.repeats", run.repeats, 1),
-        vram_budget_gb=budget)
+        vram_budget_gb=budget, build_on=resolve_build_on(str(run.get("build_on", "auto"))))

@@ -25,6 +25,18 @@ class ApplyContext:
     vram_budget_bytes: int | None = None
 
 
+def component_homes(bundle: Bundle) -> dict[str, torch.device]:
+    """The device each component's weights are on now (that of its first tensor), to send them back there."""
+    return {c.name: next(iter([*c.module.parameters(), *c.module.buffers()])).device for c in bundle.components}
+
+
+def send_home(bundle: Bundle, homes: dict[str, torch.device]) -> None:
+    """Move each component listed in `homes` back to its device."""
+    for component in bundle.components:
+        if component.name in homes:
+            component.module.to(homes[component.name])
+
+
 class Handle(ABC):
     """An applied strategy: its measurements, and the way back to the untouched pipeline."""
 

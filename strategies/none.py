@@ -3,17 +3,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 
 from families.base import Bundle
 from families.units import module_bytes
-from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy, component_homes, send_home
 from strategies.engine.ledger import BudgetExceeded, human_bytes
 
 
 class ResidentHandle(Handle):
-    """Nothing moves; the weight bytes on the device are those of every component."""
+    """Nothing moves while it runs; the weight bytes on the device are those of every component. Components that
+    `apply` brought over from the host (a model built there) go back on `remove`."""
 
-    def __init__(self, bundle: Bundle) -> None:
+    def __init__(self, bundle: Bundle, moved: dict[str, torch.device]) -> None:
+        self.bundle = bundle
+        self.moved = moved
         self.weights_bytes = sum(module_bytes(c.module) for c in bundle.components)
 
     def stats(self) -> dict[str, Any]:
@@ -23,7 +27,7 @@ class ResidentHandle(Handle):
         """Nothing to reset: the resident weights never change."""
 
     def remove(self) -> None:
-        """Nothing to undo."""
+        send_home(self.bundle, self.moved)
 
 
 @STRATEGIES.register("none")
@@ -33,12 +37,17 @@ class NoOffload(Strategy):
     name = "none"
 
     def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
-        for component in bundle.components:
-            if any(t.device != ctx.device for t in [*component.module.parameters(), *component.module.buffers()]):
-                component.module.to(ctx.device)
-        if ctx.vram_budget_bytes is not None:
-            needed = ResidentHandle(bundle).weights_bytes
-            if needed > ctx.vram_budget_bytes:
-                raise BudgetExceeded(f"resident weights need {human_bytes(needed)}, "
-                                     f"budget {human_bytes(ctx.vram_budget_bytes)}")
-        return ResidentHandle(bundle)
+        needed = sum(module_bytes(c.module) for c in bundle.components)
+        if ctx.vram_budget_bytes is not None and needed > ctx.vram_budget_bytes:
+            raise BudgetExceeded(f"resident weights need {human_bytes(needed)}, "
+                                 f"budget {human_bytes(ctx.vram_budget_bytes)}")
+        moved = {name: home for name, home in component_homes(bundle).items() if home != ctx.device}
+        handle = ResidentHandle(bundle, moved)
+        try:
+            for component in bundle.components:
+                if any(t.device != ctx.device for t in [*component.module.parameters(), *component.module.buffers()]):
+                    component.module.to(ctx.device)
+        except BaseException:
+            handle.remove()
+            raise
+        return handle

@@ -11,7 +11,7 @@ from torch import nn
 
 from families.base import Bundle
 from harness.errors import SkipJob
-from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy
+from strategies.base import STRATEGIES, ApplyContext, Handle, Strategy, component_homes, send_home
 from strategies.engine.offload import release_cached_memory
 
 
@@ -29,7 +29,7 @@ class PeerHandle(Handle):
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
-        self.homes = {c.name: next(c.module.parameters()).device for c in bundle.components}
+        self.homes = component_homes(bundle)
 
     def stats(self) -> dict[str, Any]:
         return dict(peak_weights_bytes=None, pinned_bytes=None, h2d_bytes=None)
@@ -41,7 +41,7 @@ class PeerHandle(Handle):
         self.bundle.pipe.remove_all_hooks()
         for component in self.bundle.components:
             _remove_diffusers_hooks(component.module)
-            component.module.to(self.homes[component.name])
+        send_home(self.bundle, self.homes)
         if torch.cuda.is_available():
             release_cached_memory()
 

@@ -28,6 +28,7 @@ CASES = {
     "missing weights": (["family.weights=/nowhere/model"], "family.weights=/nowhere/model does not exist"),
     "bad device": (["run.device=tpu"], "run.device='tpu' is not valid"),
     "bad dtype": (["run.dtype=int8"], "run.dtype='int8' is not valid"),
+    "bad build place": (["run.build_on=disk"], "run.build_on='disk' is not valid: use auto, device, host"),
 }
 
 

@@ -163,7 +163,8 @@ def test_failure_inside_a_strategy_is_an_error_row(tmp_path: Path, monkeypatch) 
 
 
 def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_after(monkeypatch) -> None:
-    """torch refuses a device without an index (`cuda`), which is how jobs name the GPU: found on an H200."""
+    """torch refuses a device without an index (`cuda`), which is how jobs name the GPU: found on an H200. A cap
+    inside another (a host build caps the whole job, its generations again) keeps the lower one."""
     calls = []
     monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80e9))
@@ -173,10 +174,16 @@ def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_afte
     budget = budget_bytes(JobSettings(None, spec, None, None, {}, 0, 1, 20.0))
     with pytest.raises(RuntimeError, match="inside"), memory_cap(spec.device, budget):
         assert budget == 20_000_000_000 and calls == [(0.25, 0)]
+        with memory_cap(spec.device, 2 * budget):
+            assert calls[-1] == (0.25, 0), "the lower cap holds"
+        with memory_cap(spec.device, budget // 2):
+            assert calls[-1] == (0.125, 0)
+        assert calls[-1] == (0.25, 0), "the outer cap holds again"
         raise RuntimeError("inside")
-    assert calls == [(0.25, 0), (1.0, 0)]
+    assert calls[-1] == (1.0, 0)
+    count = len(calls)
     with memory_cap(spec.device, None), memory_cap(CPU, budget):
-        assert len(calls) == 2, "no budget, or no CUDA: nothing to cap"
+        assert len(calls) == count, "no budget, or no CUDA: nothing to cap"
 
 
 def test_weights_that_cannot_go_home_keep_their_values_and_the_rest_go_home(monkeypatch) -> None:

@@ -1,0 +1,79 @@
+"""Where the model is built (`run.build_on`) and which run is the reference when the resident one does not fit."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from families.base import BuildSpec
+from families.units import module_bytes
+from harness.run import build_bundle, run_job
+from harness.settings import JobSettings
+from tests.conftest import tiny
+from tests.test_registry import CONF
+
+
+def job(tmp_path: Path, name: str, *overrides: str) -> dict[str, Any]:
+    """One harness job in this process, its folder under `tmp_path` (the reference cache shared by all)."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["strategy=block_prefetch", "run.repeats=1", "run.progress=false",
+                                           f"output_root={tmp_path}", *overrides])
+    folder = tmp_path / name
+    folder.mkdir()
+    return run_job(cfg, folder)
+
+
+LEAN = ("strategy=block_stream", "strategy.stream_encoders=true")
+
+
+@pytest.fixture(scope="module")
+def squeezed_budget_gb(tmp_path_factory: pytest.TempPathFactory) -> float:
+    """A budget between what block_stream with streamed encoders holds (the fallback reference; on tiny models
+    block_prefetch's slots hold more than the whole model) and the whole tiny sd15 model."""
+    lean = job(tmp_path_factory.mktemp("lean"), "lean", *LEAN)["peak_weights_bytes"]
+    whole = sum(module_bytes(c.module) for c in tiny("sd15")[0].components)
+    assert lean < whole
+    return (lean + whole) / 2 / 1e9
+
+
+def test_a_host_build_runs_and_says_so(tmp_path: Path) -> None:
+    row = job(tmp_path, "host", "run.build_on=host")
+    assert row["status"] == "ok", row["error"]
+    assert (row["build_on"], row["reference_strategy"], row["parity_exact"]) == ("host", "none", True)
+    assert job(tmp_path, "auto")["build_on"] == "device", "auto builds on the device when the model fits"
+
+
+def test_the_reference_falls_back_to_the_leanest_lossless_run_where_the_resident_one_does_not_fit(
+        tmp_path: Path, squeezed_budget_gb: float) -> None:
+    """On a host build the budget covers the reference too: a card that small cannot run the model resident."""
+    squeezed = f"run.vram_budget_gb={squeezed_budget_gb}"
+    first = job(tmp_path, "squeezed", "run.build_on=host", squeezed, *LEAN)
+    assert first["status"] == "ok", first["error"]
+    assert (first["reference_strategy"], first["parity_exact"]) == ("block_stream+encoders", True)
+    assert job(tmp_path, "none-squeezed", "run.build_on=host", squeezed, "strategy=none")["status"] == "oom"
+    device_built = job(tmp_path, "device", "run.build_on=device", squeezed, *LEAN)
+    assert device_built["reference_strategy"] == "none", "a device build holds the model before any budget"
+    roomy = job(tmp_path, "roomy", "run.build_on=host")
+    assert roomy["reference_strategy"] == "none", "the resident reference is computed where it fits"
+    again = job(tmp_path, "squeezed-again", "run.build_on=host", squeezed, *LEAN)
+    assert (again["reference_strategy"], again["parity_exact"]) == ("none", True), "a stored resident one wins"
+
+
+def test_auto_builds_on_the_host_when_the_device_runs_out_of_memory() -> None:
+    built = []
+
+    def build(spec: BuildSpec) -> SimpleNamespace:
+        built.append(spec.weights_device)
+        if spec.build_device is None:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+        return SimpleNamespace(spec=spec)
+
+    spec = BuildSpec("dev", "full", torch.bfloat16, torch.device("cuda"))
+    settings = JobSettings(SimpleNamespace(build=build), spec, None, None, {}, 0, 1, None, build_on="auto")
+    bundle, place = build_bundle(settings)
+    assert place == "host" and built == [torch.device("cuda"), torch.device("cpu")]
+    assert bundle.spec.device == torch.device("cuda"), "the model still computes on the device"
