@@ -4,7 +4,9 @@ core strategy and every peer, a resident-units sweep and parity. Writes report f
     python -m benchmarks.gpu_bench --out DIR                       (on an NVIDIA GPU; see gpu_check.sh)
     python -m benchmarks.gpu_bench --out DIR --device cpu --scale tiny   (the same logic on a CPU, in seconds)
 
-A deadline (--budget-s) bounds the whole run: what does not fit is listed as not run, never silently dropped.
+A deadline (--budget-s) bounds the whole run: what does not fit is listed as not run, never silently dropped. Last,
+FLUX.1-dev built in host memory runs through the harness under a 12 GB budget (`flux:host_build` for --only/--skip)
+if 150 s are left.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import gc
 import json
 import statistics
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -26,16 +29,19 @@ from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
-from harness.run import OOM_ERRORS, apply_and_measure, budget_bytes
+from harness.run import OOM_ERRORS, apply_and_measure, budget_bytes, run_with
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
 from strategies.engine.host_memory import HostBuffer
+from strategies.none import NoOffload
 
 PEERS = ["diffusers_group_block", "diffusers_group_leaf", "diffusers_model_offload", "diffusers_sequential"]
 # warm-up and measured runs of the slow peers (ours: 1 and 2); diffusers_sequential takes 20 s a run on FLUX.1-dev
 PEER_RUNS = {peer: (1, 1) for peer in PEERS} | {"diffusers_sequential": (0, 1)}
 CORE = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 1}),
         ("block_prefetch", {"prefetch_depth": 2}), ("block_prefetch", {"prefetch_depth": 4})]
+TINY_CONFIGS = [*CORE[:3], CORE[4], ("block_prefetch", {"prefetch_depth": 2, "stream_encoders": True}),
+                *((peer, {}) for peer in PEERS)]
 
 
 def label(strategy: str, params: dict[str, Any]) -> str:
@@ -93,9 +99,14 @@ def h2d_bandwidth(device: torch.device, gib: float = 1.0) -> dict[str, float]:
 
 
 def build(family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
-          overrides: dict[str, int]) -> tuple[Bundle, GenerateArgs]:
-    bundle, args = build_with_defaults(family, scale, device, dtype, variant)
+          overrides: dict[str, int], build_device: torch.device | None = None) -> tuple[Bundle, GenerateArgs]:
+    bundle, args = build_with_defaults(family, scale, device, dtype, variant, build_device)
     return bundle, dataclasses.replace(args, **overrides)
+
+
+def resident_output(bundle: Bundle, args: GenerateArgs) -> torch.Tensor:
+    """The reference: the whole model on the device (moved there and back if it was built in host memory)."""
+    return run_with(bundle, NoOffload(), ApplyContext(bundle.device), args)
 
 
 def snapshot(bundle: Bundle) -> dict[str, tuple[str, float]]:
@@ -158,20 +169,22 @@ def run_strategy(run: Run, bundle: Bundle, args: GenerateArgs, reference: torch.
     return row
 
 
-def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: set[str] | None) -> None:
-    """Every family x every strategy at tiny scale on the device: catches device-placement bugs in seconds."""
+def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: set[str] | None,
+                build_device: torch.device | None = None) -> None:
+    """Every family x every strategy at tiny scale on the device: catches device-placement bugs in seconds. Built in
+    host memory (`build_device`), it checks that every strategy takes the weights from there and puts them back."""
+    section = "tiny" if build_device is None else "tiny-host"
     for family in FAMILIES.names():
         if run.left() < 0:
-            run.log(f"[tiny] not run (deadline): {family}")
+            run.log(f"[{section}] not run (deadline): {family}")
             continue
-        bundle, args = build(family, None, "tiny", device, dtype, {})
+        bundle, args = build(family, None, "tiny", device, dtype, {}, build_device)
         before = snapshot(bundle)
-        reference = bundle.generate(args)
-        for strategy, params in [*CORE[:3], ("block_prefetch", {"prefetch_depth": 2}),
-                                 *((p, {}) for p in PEERS)]:
+        reference = resident_output(bundle, args)
+        for strategy, params in TINY_CONFIGS:
             if strategies is not None and strategy not in strategies:
                 continue
-            run_strategy(run, bundle, args, reference, strategy, params, 0, 1, "tiny", before)
+            run_strategy(run, bundle, args, reference, strategy, params, 0, 1, section, before)
         del bundle
         gc.collect()
 
@@ -188,7 +201,7 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
     start = time.monotonic()
     bundle, args = build(family, variant, scale, device, dtype, overrides)
     run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
-    reference = bundle.generate(args)
+    reference = resident_output(bundle, args)
     units = sum(len(c.units) for c in bundle.denoisers)
     for strategy, params in configs:
         params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)
@@ -202,6 +215,29 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def host_build_job(run: Run, device: torch.device, scale: str, sizes: dict[str, int], budget_gb: float = 12.0) -> None:
+    """FLUX.1-dev built in host memory and run through the harness as a card of `budget_gb` would run it: the budget
+    covers the whole job, so the resident reference cannot run and the leanest lossless schedule is the reference."""
+    from hydra import compose, initialize_config_dir
+
+    from harness.run import run_job
+
+    root = Path(tempfile.mkdtemp(prefix="host-build-"))  # the reference output stays out of the report folder
+    overrides = ["family=flux", "family.variant=dev", f"family.scale={scale}", "strategy=block_prefetch",
+                 "strategy.prefetch_depth=2", "strategy.stream_encoders=true", "run.build_on=host",
+                 f"run.vram_budget_gb={budget_gb}", f"run.device={device}", "run.warmup=1", "run.repeats=2",
+                 "run.progress=false", f"output_root={root}", *(f"run.{k}={v}" for k, v in sizes.items())]
+    with initialize_config_dir(str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    start = time.monotonic()
+    row = run_job(cfg, root)
+    row.update(section="flux-host", wall_s=time.monotonic() - start)
+    run.add(row)
+    run.log(f"[flux-host] built on {row.get('build_on')}: {row['status']} latency={row.get('latency_s')} "
+            f"peak={row.get('peak_vram_bytes')} apply={row.get('apply_s')} reference={row.get('reference_strategy')} "
+            f"exact={row.get('parity_exact')} wall={row['wall_s']:.0f} s {row.get('error') or ''}")
 
 
 def main() -> int:
@@ -232,7 +268,10 @@ def main() -> int:
     run.log(f"h2d: {json.dumps(bandwidth)}")
     (opts.out / "bandwidth.json").write_text(json.dumps(bandwidth | env, indent=1))
     if opts.tiny != "none":
-        tiny_matrix(run, device, dtype, None if opts.tiny == "all" else set(opts.tiny.split(",")))
+        tiny_strategies = None if opts.tiny == "all" else set(opts.tiny.split(","))
+        tiny_matrix(run, device, dtype, tiny_strategies)
+        if device.type == "cuda":  # on a CPU the host is the device
+            tiny_matrix(run, device, dtype, tiny_strategies, torch.device("cpu"))
     sizes = {"steps": opts.steps} if opts.scale == "full" else {}
     # most telling first: the deadline drops configurations from the end
     prefetch2 = {"prefetch_depth": 2}
@@ -259,6 +298,11 @@ def main() -> int:
                      ("block_prefetch", prefetch2 | {"resident_units": 0.5}), ("diffusers_model_offload", {})]
     if video:
         full_scale(run, "ltx_video", "2b", opts.scale, device, dtype, video_sizes, video_configs, 10, wanted)
+    if wanted("flux:host_build"):
+        if run.left() > (150 if opts.scale == "full" else 0):
+            host_build_job(run, device, opts.scale, sizes)
+        else:
+            run.log("[flux-host] not run (deadline): FLUX.1-dev built in host memory")
     write_gpu_report(run.rows, bandwidth, opts.out)
     return 0
 

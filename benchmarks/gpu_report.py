@@ -67,25 +67,26 @@ def targets(full: pd.DataFrame, pinned_gbps: float) -> list[str]:
     return lines
 
 
-def tiny_table(tiny: pd.DataFrame) -> list[str]:
-    """Family x strategy: exact / status, and whether weights came back intact."""
+def tiny_table(tiny: pd.DataFrame, where: str) -> list[str]:
+    """Family x strategy: exact / status, and whether weights came back intact (to where they were built)."""
     if tiny.empty:
         return []
     cell = tiny.apply(lambda r: ("exact" if r.parity_exact else f"DIFF {r.parity_max_abs:.2g}") if r.status == "ok"
                       else r.status, axis=1)
     if "weights_intact" in tiny:
         cell = cell + tiny.weights_intact.map({True: "", False: " (weights changed!)"}).fillna("")
-    table = pd.DataFrame({"family": tiny.family, "strategy": tiny.strategy, "cell": cell}).pivot_table(
-        index="family", columns="strategy", values="cell", aggfunc="first")
-    lines = ["\n## Tiny matrix on the device (every family x every strategy)\n",
+    labels = tiny.apply(strategy_label, axis=1)
+    table = pd.DataFrame({"family": tiny.family, "strategy": labels, "cell": cell}).pivot_table(
+        index="family", columns="strategy", values="cell", aggfunc="first", sort=False)
+    lines = [f"\n## Tiny matrix on the device, {where} (every family x every strategy)\n",
              "| family | " + " | ".join(table.columns) + " |", "|---" * (len(table.columns) + 1) + "|"]
     lines += [f"| {family} | " + " | ".join(v if isinstance(v, str) else "not run" for v in row.values) + " |"
               for family, row in table.iterrows()]
     errors = tiny[tiny.status == "error"]
-    lines += [f"- {r.family} {r.strategy}: {r.error}" for _, r in errors.iterrows()]
+    lines += [f"- {r.family} {strategy_label(r)}: {r.error}" for _, r in errors.iterrows()]
     if "weights_changed" in tiny:
         changed = tiny[tiny.weights_changed.map(lambda v: isinstance(v, list) and bool(v))]
-        lines += [f"- {r.family} {r.strategy} changed weights: {'; '.join(r.weights_changed)}"
+        lines += [f"- {r.family} {strategy_label(r)} changed weights: {'; '.join(r.weights_changed)}"
                   for _, r in changed.iterrows()]
     return lines
 
@@ -115,7 +116,7 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
         if column not in df:
             df[column] = float("nan")
     df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")
-    full = df[df.section != "tiny"]
+    full = df[~df.section.str.startswith("tiny")]
     device = df.device_name.dropna().iloc[0] if "device_name" in df and df.device_name.notna().any() else "?"
     lines = [f"# GPU check on {device}", "",
              "- host-to-device: " + ", ".join(f"{kind} {bandwidth[f'h2d_{kind}_gbps']:.1f} GB/s"
@@ -124,7 +125,8 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
         lines.append("- allocating and pinning 1 GiB: " + ", ".join(
             f"{kind} {bandwidth[f'alloc_{kind}_s']:.2f} s" for kind in HOST_KINDS))
     lines += ["\n## Targets"] + targets(full, bandwidth["h2d_pinned_gbps"])
-    lines += full_table(full) + tiny_table(df[df.section == "tiny"])
+    lines += full_table(full) + tiny_table(df[df.section == "tiny"], "built there")
+    lines += tiny_table(df[df.section == "tiny-host"], "built in host memory")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     if not full.empty:
         report = full[[c for c in full.columns if c in COLUMNS or c == "result_path"]].copy()

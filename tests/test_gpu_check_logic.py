@@ -18,7 +18,9 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     sections = {r["section"] for r in rows}
-    assert sections == {"tiny", "flux", "ltx_video"}
+    assert sections == {"tiny", "flux", "ltx_video", "flux-host"}
+    host = next(r for r in rows if r["section"] == "flux-host")
+    assert (host["build_on"], host["status"], host["parity_exact"]) == ("host", "ok", True), host["error"]
     ours = [r for r in rows if not r["strategy"].startswith("diffusers_")]
     assert all(r["status"] == "ok" and r["parity_exact"] for r in ours), [r["error"] for r in ours]
     assert all(r["status"] == "skipped" for r in rows if r["strategy"].startswith("diffusers_"))
