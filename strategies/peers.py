@@ -24,12 +24,33 @@ def _remove_diffusers_hooks(module: nn.Module) -> None:
                 registry.remove_hook(name, recurse=False)
 
 
+def tied_parameters(module: nn.Module) -> list[tuple[str, str]]:
+    """(alias, owner): names under which a parameter seen earlier (as owner) appears again (tied weights)."""
+    owners: dict[int, str] = {}
+    ties = []
+    for name, parameter in module.named_parameters(remove_duplicate=False):
+        if id(parameter) in owners:
+            ties.append((name, owners[id(parameter)]))
+        else:
+            owners[id(parameter)] = name
+    return ties
+
+
+def retie(module: nn.Module, ties: list[tuple[str, str]]) -> None:
+    """Point every alias at its owner again (accelerate's sequential offload unties T5's and the LLMs' tied
+    embeddings, leaving two copies where the model had one)."""
+    for alias, owner in ties:
+        parent, _, attribute = alias.rpartition(".")
+        setattr(module.get_submodule(parent), attribute, module.get_parameter(owner))
+
+
 class PeerHandle(Handle):
-    """diffusers manages the weights; we only take its hooks off and put the weights back home."""
+    """diffusers manages the weights; we only take its hooks off and put the weights back home, tied as they were."""
 
     def __init__(self, bundle: Bundle) -> None:
         self.bundle = bundle
         self.homes = component_homes(bundle)
+        self.ties = {c.name: tied_parameters(c.module) for c in bundle.components}
 
     def stats(self) -> dict[str, Any]:
         return dict(peak_weights_bytes=None, pinned_bytes=None, h2d_bytes=None)
@@ -42,6 +63,8 @@ class PeerHandle(Handle):
         for component in self.bundle.components:
             _remove_diffusers_hooks(component.module)
         send_home(self.bundle, self.homes)
+        for component in self.bundle.components:
+            retie(component.module, self.ties[component.name])
         if torch.cuda.is_available():
             release_cached_memory()
 

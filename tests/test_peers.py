@@ -22,3 +22,20 @@ def test_peer_is_a_skipped_row_on_cpu(peer: str, tmp_path: Path) -> None:
     assert row["status"] == "skipped"
     assert row["error"] == f"{peer} needs CUDA: diffusers' offloading moves weights between a GPU and the host"
     assert (tmp_path / "result.json").is_file()
+
+
+def test_a_peer_leaves_tied_weights_tied() -> None:
+    """On an H100 and an H200, diffusers_sequential left T5's `encoder.embed_tokens` (and FLUX.2's `lm_head`) a copy
+    of the embedding it was tied to: same values, twice the memory. Removing the peer ties them again."""
+    from torch import nn
+
+    from strategies.peers import PeerHandle
+    from tests.conftest import build
+
+    bundle, _ = build("flux")
+    t5 = bundle.component("text_encoder_2").module
+    assert t5.encoder.embed_tokens.weight is t5.shared.weight
+    handle = PeerHandle(bundle)
+    t5.encoder.embed_tokens.weight = nn.Parameter(t5.shared.weight.detach().clone())  # as accelerate leaves it
+    handle.remove()
+    assert t5.encoder.embed_tokens.weight is t5.shared.weight
