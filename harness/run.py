@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from families.base import Bundle, GenerateArgs
+from families.parallel_fill import GENERATOR
 from harness.atomic import write_json
 from harness.environment import environment
 from harness.errors import HarnessError, SkipJob
@@ -68,7 +69,8 @@ def reference_settings(s: JobSettings, built_on: str) -> dict[str, Any]:
     weights = s.spec.weights
     return dict(family=s.family.name, variant=s.spec.variant, scale=s.spec.scale, dtype=str(s.spec.dtype),
                 device=s.spec.device.type, device_name=environment(s.spec.device)["device_name"],
-                weights=f"{weights}@{weights.stat().st_mtime_ns}" if weights else None, build_on=built_on,
+                weights=f"{weights}@{weights.stat().st_mtime_ns}" if weights else f"synthetic:{GENERATOR}",
+                build_on=built_on,
                 args=repr(s.args), torch=torch.__version__, threads=torch.get_num_threads())
 
 
