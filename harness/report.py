@@ -22,17 +22,17 @@ REQUIRED = ("family", "strategy", "status")
 COLUMNS = [
     "family", "variant", "scale", "strategy", "prefetch_depth", "resident_units", "resident_gb", "placement",
     "stream_encoders", "device", "device_name", "dtype", "height", "width", "frames", "steps", "seed", "warmup",
-    "repeats", "status", "error", "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s",
-    "decode_s", "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes", "peak_nvml_bytes",
-    "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes", "pinned_bytes",
-    "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "build_on",
-    "parity_exact", "parity_max_abs", "parity_psnr_db", "reference_strategy", "torch_version", "diffusers_version", "git_sha",
-    "timestamp",
+    "repeats", "status", "error", "build_s", "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s",
+    "denoise_s", "decode_s", "step_s", "peak_vram_bytes", "peak_vram_source", "peak_vram_reserved_bytes",
+    "peak_nvml_bytes", "warmup_peak_vram_bytes", "peak_weights_bytes", "resident_bytes", "host_rss_peak_bytes",
+    "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s", "exposed_copy_s", "overlap_efficiency", "vram_budget_gb",
+    "build_on", "parity_exact", "parity_max_abs", "parity_psnr_db", "reference_strategy", "torch_version",
+    "diffusers_version", "git_sha", "timestamp",
 ]
 INT_COLUMNS = ["prefetch_depth", "resident_units", "height", "width", "frames", "steps", "seed", "warmup",
                "repeats"]
 FLOAT_COLUMNS = [
-    "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s", "step_s",
+    "build_s", "apply_s", "latency_s", "latency_p10_s", "latency_p90_s", "encode_s", "denoise_s", "decode_s", "step_s",
     "peak_vram_bytes", "peak_vram_reserved_bytes", "peak_nvml_bytes", "warmup_peak_vram_bytes", "peak_weights_bytes",
     "resident_bytes", "resident_gb", "host_rss_peak_bytes", "pinned_bytes", "h2d_bytes", "h2d_gbps", "copy_s",
     "exposed_copy_s", "overlap_efficiency", "vram_budget_gb", "parity_max_abs", "parity_psnr_db",

@@ -229,8 +229,9 @@ def apply_and_measure(bundle: Bundle, s: JobSettings, ctx: ApplyContext) -> tupl
 def execute(s: JobSettings, cfg: DictConfig, row: dict[str, Any]) -> None:
     """Build, reference, apply the strategy, measure, restore; fills `row`."""
     s.strategy.check_device(s.spec.device)
+    start = time.perf_counter()
     bundle, built_on = build_bundle(s)
-    row["build_on"] = built_on
+    row.update(build_on=built_on, build_s=time.perf_counter() - start)
     bundle.pipe.set_progress_bar_config(disable=not cfg.run.progress, leave=False)
     ctx = ApplyContext(s.spec.device, float(cfg.run.pin_memory_fraction), float(cfg.run.copy_timeout_s),
                        vram_budget_bytes=budget_bytes(s))

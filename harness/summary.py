@@ -26,4 +26,5 @@ def one_line(row: dict[str, Any]) -> str:
             f"(p10 {_fmt(row.get('latency_p10_s'), '.3f')}, p90 {_fmt(row.get('latency_p90_s'), '.3f')}), "
             f"step {_fmt(row.get('step_s'), '.4f', ' s')}, peak {_fmt(peak / 2**20 if peak else None, '.1f', ' MiB')} "
             f"({row.get('peak_vram_source')}), moved {_fmt(row.get('h2d_bytes', 0) / 2**20, '.1f', ' MiB')}, "
-            f"parity {'exact' if row.get('parity_exact') else _fmt(row.get('parity_max_abs'), '.3g')}")
+            f"parity {'exact' if row.get('parity_exact') else _fmt(row.get('parity_max_abs'), '.3g')}"
+            + (f" (vs {row['reference_strategy']})" if row.get("reference_strategy") not in (None, "none") else ""))

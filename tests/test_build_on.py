@@ -13,6 +13,7 @@ from families.base import BuildSpec
 from families.units import module_bytes
 from harness.run import build_bundle, run_job
 from harness.settings import JobSettings
+from harness.summary import one_line
 from tests.conftest import tiny
 from tests.test_registry import CONF
 
@@ -44,6 +45,7 @@ def test_a_host_build_runs_and_says_so(tmp_path: Path) -> None:
     row = job(tmp_path, "host", "run.build_on=host")
     assert row["status"] == "ok", row["error"]
     assert (row["build_on"], row["reference_strategy"], row["parity_exact"]) == ("host", "none", True)
+    assert row["build_s"] > 0 and one_line(row).endswith("parity exact")
     assert job(tmp_path, "auto")["build_on"] == "device", "auto builds on the device when the model fits"
 
 
@@ -54,6 +56,7 @@ def test_the_reference_falls_back_to_the_leanest_lossless_run_where_the_resident
     first = job(tmp_path, "squeezed", "run.build_on=host", squeezed, *LEAN)
     assert first["status"] == "ok", first["error"]
     assert (first["reference_strategy"], first["parity_exact"]) == ("block_stream+encoders", True)
+    assert one_line(first).endswith("parity exact (vs block_stream+encoders)")
     assert job(tmp_path, "none-squeezed", "run.build_on=host", squeezed, "strategy=none")["status"] == "oom"
     device_built = job(tmp_path, "device", "run.build_on=device", squeezed, *LEAN)
     assert device_built["reference_strategy"] == "none", "a device build holds the model before any budget"
