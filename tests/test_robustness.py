@@ -170,10 +170,13 @@ def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_afte
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: SimpleNamespace(total_memory=80e9))
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
                         lambda fraction, index: calls.append((fraction, index)))
+    released = []
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: released.append(len(calls)))
     spec = BuildSpec(None, "tiny", torch.float32, torch.device("cuda"))
     budget = budget_bytes(JobSettings(None, spec, None, None, {}, 0, 1, 20.0))
     with pytest.raises(RuntimeError, match="inside"), memory_cap(spec.device, budget):
         assert budget == 20_000_000_000 and calls == [(0.25, 0)]
+        assert released == [0], "the cached memory nothing uses is given back before the cap is set"
         with memory_cap(spec.device, 2 * budget):
             assert calls[-1] == (0.25, 0), "the lower cap holds"
         with memory_cap(spec.device, budget // 2):
