@@ -26,7 +26,7 @@ def test_peer_is_a_skipped_row_on_cpu(peer: str, tmp_path: Path) -> None:
 
 def test_a_peer_leaves_tied_weights_tied() -> None:
     """On an H100 and an H200, diffusers_sequential left T5's `encoder.embed_tokens` (and FLUX.2's `lm_head`) a copy
-    of the embedding it was tied to: same values, twice the memory. Removing the peer ties them again."""
+    of the embedding it was tied to, a second tensor where the model had one. Removing the peer ties them again."""
     from torch import nn
 
     from strategies.peers import PeerHandle
