@@ -82,11 +82,14 @@ def release_memory() -> None:
 
 
 def build_bundle(s: JobSettings) -> tuple[Bundle, str]:
-    """Build the model where `run.build_on` says, and say where: `auto` builds on the device and, when the model
-    does not fit there, in host memory (synthetic weights then come from the CPU's generator: other values)."""
-    if s.build_on == "host":
+    """Build the model where `run.build_on` says, and say where. `auto` builds in host memory when a VRAM budget is
+    set on CUDA (the card being emulated never holds the whole model, and memory the build reserved would count
+    against the cap), else on the device, and in host memory when the model does not fit there. Synthetic weights
+    built on the host come from the CPU's generator: other values than a device build's."""
+    cuda = s.spec.device.type == "cuda"
+    if s.build_on == "host" or (s.build_on == "auto" and cuda and s.vram_budget_gb is not None):
         return s.family.build(replace(s.spec, build_device=HOST)), "host"
-    if s.build_on == "device" or s.spec.device.type != "cuda":
+    if s.build_on == "device" or not cuda:
         return s.family.build(s.spec), "device"
     try:
         return s.family.build(s.spec), "device"

@@ -66,17 +66,30 @@ def test_the_reference_falls_back_to_the_leanest_lossless_run_where_the_resident
     assert (again["reference_strategy"], again["parity_exact"]) == ("none", True), "a stored resident one wins"
 
 
-def test_auto_builds_on_the_host_when_the_device_runs_out_of_memory() -> None:
+def cuda_build(fits: bool, budget_gb: float | None) -> tuple[str, list[torch.device], BuildSpec]:
+    """Where `auto` builds a CUDA job (faked: nothing is built), the devices it tried, and the spec it built."""
     built = []
 
     def build(spec: BuildSpec) -> SimpleNamespace:
         built.append(spec.weights_device)
-        if spec.build_device is None:
+        if spec.build_device is None and not fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return SimpleNamespace(spec=spec)
 
     spec = BuildSpec("dev", "full", torch.bfloat16, torch.device("cuda"))
-    settings = JobSettings(SimpleNamespace(build=build), spec, None, None, {}, 0, 1, None, build_on="auto")
+    settings = JobSettings(SimpleNamespace(build=build), spec, None, None, {}, 0, 1, budget_gb, build_on="auto")
     bundle, place = build_bundle(settings)
+    return place, built, bundle.spec
+
+
+def test_auto_builds_on_the_host_when_the_device_runs_out_of_memory() -> None:
+    place, built, spec = cuda_build(fits=False, budget_gb=None)
     assert place == "host" and built == [torch.device("cuda"), torch.device("cpu")]
-    assert bundle.spec.device == torch.device("cuda"), "the model still computes on the device"
+    assert spec.device == torch.device("cuda"), "the model still computes on the device"
+    assert cuda_build(fits=True, budget_gb=None)[:2] == ("device", [torch.device("cuda")])
+
+
+def test_auto_builds_on_the_host_under_a_vram_budget() -> None:
+    """A 6 GB cap on an H100 found 7.8 GiB reserved by the allocator: a device build leaves memory behind that the
+    card being emulated would never hold."""
+    assert cuda_build(fits=True, budget_gb=6.0)[:2] == ("host", [torch.device("cpu")])
