@@ -17,6 +17,14 @@ def whole_number(label: str, value: Any, minimum: int) -> int:
     return value
 
 
+GB = 10**9  # settings count decimal gigabytes (resident_gb, vram_budget_gb), as cards are sold
+
+
+def gb_to_bytes(value: float | None) -> int | None:
+    """Decimal gigabytes as bytes (None stays None)."""
+    return None if value is None else int(value * GB)
+
+
 def gigabytes(label: str, value: Any) -> float:
     """`value` as a float if it is a positive number (of GB), else a HarnessError naming the setting."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:

@@ -14,7 +14,8 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox, Transform
 
-GB = 1e9  # vram_budget_gb counts decimal gigabytes
+from harness.errors import GB
+
 LOG_ABOVE = 3.0  # slowdowns beyond this get a log axis, so the runs near 1x stay apart
 OOM_Y = 0.95  # height of out-of-memory marks, as a fraction of the axis
 COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:cyan")

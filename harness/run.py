@@ -20,7 +20,7 @@ from families.base import Bundle, GenerateArgs
 from families.parallel_fill import GENERATOR
 from harness.atomic import write_json
 from harness.environment import environment
-from harness.errors import HarnessError, SkipJob
+from harness.errors import HarnessError, SkipJob, gb_to_bytes
 from harness.layout import RESULT_FILE
 from harness.parity import ReferenceCache, compare, reference_key
 from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
@@ -192,7 +192,7 @@ def measure(bundle: Bundle, handle: Handle, s: JobSettings) -> tuple[torch.Tenso
 
 def budget_bytes(s: JobSettings) -> int | None:
     """The job's VRAM budget in bytes (`run.vram_budget_gb` counts decimal gigabytes)."""
-    return None if s.vram_budget_gb is None else int(s.vram_budget_gb * 1e9)
+    return gb_to_bytes(s.vram_budget_gb)
 
 
 def release_reserved() -> None:

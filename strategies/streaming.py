@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from families.base import Bundle
-from harness.errors import HarnessError, gigabytes, whole_number
+from harness.errors import HarnessError, gb_to_bytes, gigabytes, whole_number
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext, Handle, Strategy
 from strategies.engine.offload import EngineHandle, Plan
 
@@ -39,9 +39,8 @@ class BlockStreaming(Strategy):
         if self.resident_units > units:
             raise HarnessError(f"strategy.resident_units={self.resident_units} is more than the {units} units of "
                                f"{bundle.family}: use 0..{units}")
-        resident_bytes = int(self.resident_gb * 1e9) if self.resident_gb is not None else None
-        plan = Plan(reload_components=True, stream=True, depth=self.prefetch_depth,
-                    resident_units=self.resident_units, resident_bytes=resident_bytes, placement=self.placement,
+        plan = Plan(reload_components=True, stream=True, depth=self.prefetch_depth, resident_units=self.resident_units,
+                    resident_bytes=gb_to_bytes(self.resident_gb), placement=self.placement,
                     stream_encoders=self.stream_encoders)
         return EngineHandle(bundle, ctx, plan)
 
