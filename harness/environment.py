@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import subprocess
 from datetime import datetime, timezone
@@ -14,6 +15,10 @@ import torch
 
 @functools.cache
 def git_sha() -> str | None:
+    """The checkout's commit; `HARNESS_GIT_SHA` names it where `.git` is missing or stale (a copied tree: the GPU
+    machine's copy of `.git` stood at an older commit twice)."""
+    if os.environ.get("HARNESS_GIT_SHA"):
+        return os.environ["HARNESS_GIT_SHA"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).parent,
                              capture_output=True, text=True, timeout=10)

@@ -159,3 +159,16 @@ def test_cli_exits_2_when_there_is_nothing(tmp_path):
     done = run_cli(str(tmp_path))
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and "no result.json" in done.stderr
+
+
+def test_the_commit_can_be_named_where_git_cannot_tell(monkeypatch) -> None:
+    from harness.environment import git_sha
+
+    git_sha.cache_clear()
+    monkeypatch.setenv("HARNESS_GIT_SHA", "2ee1c8a")
+    try:
+        assert git_sha() == "2ee1c8a"
+    finally:
+        git_sha.cache_clear()
+    monkeypatch.delenv("HARNESS_GIT_SHA")
+    assert git_sha() != "2ee1c8a"
