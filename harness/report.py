@@ -204,6 +204,8 @@ def strategy_label(row) -> str:
         parts.append("+encoders")
     if pd.notna(row.vram_budget_gb):
         parts.append(f"@{row.vram_budget_gb:g} GB")
+    if getattr(row, "build_on", None) == "host":
+        parts.append("(host build)")
     return " ".join(parts)
 
 
@@ -296,10 +298,12 @@ def _seconds(value: float) -> str:
 
 
 def _parity(row) -> str:
-    """Parity cell: exact, the largest absolute difference, or a dash."""
+    """Parity cell: exact, the largest absolute difference, or a dash; names the reference if not `none`."""
     if pd.isna(row.parity_exact):
         return NA
-    return "exact" if row.parity_exact else f"max abs {_num(row.parity_max_abs, '.2g')}"
+    reference = getattr(row, "reference_strategy", None)
+    against = f" (vs {reference})" if isinstance(reference, str) and reference != "none" else ""
+    return ("exact" if row.parity_exact else f"max abs {_num(row.parity_max_abs, '.2g')}") + against
 
 
 def _cell(text: str, limit: int = 120) -> str:

@@ -172,3 +172,13 @@ def test_the_commit_can_be_named_where_git_cannot_tell(monkeypatch) -> None:
         git_sha.cache_clear()
     monkeypatch.delenv("HARNESS_GIT_SHA")
     assert git_sha() != "2ee1c8a"
+
+
+def test_a_host_build_and_its_reference_are_named(tmp_path):
+    result(tmp_path / "0", latency=2.0, peak_gib=4.0, reference_strategy="none")
+    result(tmp_path / "1", strategy="block_stream", latency=3.0, peak_gib=1.0, build_on="host", vram_budget_gb=2.0,
+           reference_strategy="block_stream+encoders")
+    aggregate([tmp_path])
+    md = (tmp_path / "report.md").read_text()
+    assert "| block_stream @2 GB (host build) |" in md
+    assert "| exact (vs block_stream+encoders) |" in md and "| exact |" in md
