@@ -75,9 +75,14 @@ def reference_settings(s: JobSettings, built_on: str) -> dict[str, Any]:
 
 
 def release_memory() -> None:
-    """Collect garbage and return the allocator's cached device memory."""
+    """Collect garbage and give back the cached device memory nothing uses, cuBLAS's workspaces included: cut from
+    a large cached block, a workspace keeps its whole segment reserved (the suspected cause of an H100 run whose
+    6 GB cap found 7.8 GiB reserved but unused; not yet confirmed on a GPU). A cap set after counts what is held."""
     gc.collect()
     if torch.cuda.is_available():
+        clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+        if clear_workspaces is not None:
+            clear_workspaces()
         torch.cuda.empty_cache()
 
 
@@ -195,16 +200,6 @@ def budget_bytes(s: JobSettings) -> int | None:
     return gb_to_bytes(s.vram_budget_gb)
 
 
-def release_reserved() -> None:
-    """Give back the cached device memory nothing uses, so that a cap counts only what is held. cuBLAS's workspaces
-    go too: cut from a large cached block, a workspace keeps its whole segment reserved (the suspected cause of an
-    H100 run whose 6 GB cap found 7.8 GiB reserved but unused; not yet confirmed on a GPU)."""
-    clear_workspaces = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
-    if clear_workspaces is not None:
-        clear_workspaces()
-    torch.cuda.empty_cache()
-
-
 @contextmanager
 def memory_cap(device: torch.device, budget: int | None) -> Iterator[None]:
     """On CUDA, cap the caching allocator at `budget` bytes while the block runs, as a card of that size would (a
@@ -216,7 +211,7 @@ def memory_cap(device: torch.device, budget: int | None) -> Iterator[None]:
     index = device.index if device.index is not None else torch.cuda.current_device()  # torch wants an index
     total = torch.cuda.get_device_properties(index).total_memory
     previous = _CAPS.get(index, 1.0)
-    release_reserved()
+    release_memory()
     _CAPS[index] = min(previous, budget / total)
     torch.cuda.set_per_process_memory_fraction(_CAPS[index], index)
     try:

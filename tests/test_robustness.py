@@ -171,6 +171,7 @@ def test_a_cuda_budget_caps_the_allocator_by_device_index_and_lifts_the_cap_afte
     monkeypatch.setattr(torch.cuda, "set_per_process_memory_fraction",
                         lambda fraction, index: calls.append((fraction, index)))
     released = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "empty_cache", lambda: released.append(len(calls)))
     spec = BuildSpec(None, "tiny", torch.float32, torch.device("cuda"))
     budget = budget_bytes(JobSettings(None, spec, None, None, {}, 0, 1, 20.0))
