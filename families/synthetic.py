@@ -24,7 +24,8 @@ def default_dtype(dtype: torch.dtype) -> Iterator[None]:
 
 
 class ModuleBuilder:
-    """Builds each module under a seed of its own, in `spec.dtype` on `spec.weights_device` (no fp32 copy on the way)."""
+    """Builds each module under a seed of its own, in `spec.dtype` on `spec.weights_device` (no fp32 copy on the
+    way); on a CPU, large random fills run on every core (`ParallelFill`)."""
 
     def __init__(self, spec: BuildSpec) -> None:
         self.spec = spec

@@ -37,12 +37,11 @@ class NoOffload(Strategy):
     name = "none"
 
     def apply(self, bundle: Bundle, ctx: ApplyContext) -> Handle:
-        needed = sum(module_bytes(c.module) for c in bundle.components)
-        if ctx.vram_budget_bytes is not None and needed > ctx.vram_budget_bytes:
-            raise BudgetExceeded(f"resident weights need {human_bytes(needed)}, "
-                                 f"budget {human_bytes(ctx.vram_budget_bytes)}")
         moved = {name: home for name, home in component_homes(bundle).items() if home != ctx.device}
         handle = ResidentHandle(bundle, moved)
+        if ctx.vram_budget_bytes is not None and handle.weights_bytes > ctx.vram_budget_bytes:
+            raise BudgetExceeded(f"resident weights need {human_bytes(handle.weights_bytes)}, "
+                                 f"budget {human_bytes(ctx.vram_budget_bytes)}")
         try:
             for component in bundle.components:
                 if any(t.device != ctx.device for t in [*component.module.parameters(), *component.module.buffers()]):
