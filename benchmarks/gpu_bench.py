@@ -50,10 +50,12 @@ def label(strategy: str, params: dict[str, Any]) -> str:
 
 
 class Run:
-    """Deadline, output folder and the rows gathered so far (written after every row)."""
+    """Deadline, output folder, our configurations' measured runs, and the rows gathered so far (written after
+    every row)."""
 
-    def __init__(self, out: Path, budget_s: float) -> None:
+    def __init__(self, out: Path, budget_s: float, repeats: int = 2) -> None:
         self.out = out
+        self.repeats = repeats
         self.deadline = time.monotonic() + budget_s
         self.rows: list[dict[str, Any]] = []
         out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +211,7 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
         if run.left() < (60 if strategy == "diffusers_sequential" else min_left_s) + reserve_s:
             run.log(f"[{family}] not run (deadline): {strategy} {params}")
             continue
-        warmup, repeats = PEER_RUNS.get(strategy, (1, 2))
+        warmup, repeats = PEER_RUNS.get(strategy, (1, run.repeats))
         run_strategy(run, bundle, args, reference, strategy, params, warmup, repeats, family)
     del bundle, reference
     gc.collect()
@@ -227,7 +229,7 @@ def host_build_job(run: Run, device: torch.device, scale: str, sizes: dict[str, 
     root = Path(tempfile.mkdtemp(prefix="host-build-"))  # the reference output stays out of the report folder
     overrides = ["family=flux", "family.variant=dev", f"family.scale={scale}", "strategy=block_prefetch",
                  "strategy.prefetch_depth=2", "strategy.stream_encoders=true", "run.build_on=host",
-                 f"run.vram_budget_gb={budget_gb}", f"run.device={device}", "run.warmup=1", "run.repeats=2",
+                 f"run.vram_budget_gb={budget_gb}", f"run.device={device}", "run.warmup=1", f"run.repeats={run.repeats}",
                  "run.progress=false", f"output_root={root}", *(f"run.{k}={v}" for k, v in sizes.items())]
     with initialize_config_dir(str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
@@ -247,6 +249,7 @@ def main() -> int:
     parser.add_argument("--scale", default="full")
     parser.add_argument("--budget-s", type=float, default=420)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=2, help="measured runs of our configurations (peers: 1)")
     parser.add_argument("--tiny", default="all", help="strategies of the tiny matrix: all, none, or a comma list")
     parser.add_argument("--skip", default="", help="comma list of family:label configurations not to run")
     parser.add_argument("--only", default="", help="comma list of family:label configurations to run alone")
@@ -261,7 +264,7 @@ def main() -> int:
 
     device = torch.device(opts.device)
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    run = Run(opts.out, opts.budget_s)
+    run = Run(opts.out, opts.budget_s, opts.repeats)
     env = environment(device)
     run.log(f"# gpu_check on {env['device_name']} (torch {env['torch_version']}, diffusers {env['diffusers_version']})")
     bandwidth = h2d_bandwidth(device, 1.0 if device.type == "cuda" else 0.05)

@@ -36,12 +36,12 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
 def test_gpu_check_runs_only_the_configurations_named(tmp_path: Path) -> None:
     only = "flux:block_prefetch/prefetch_depth=2/stream_encoders=True/vram_budget_gb=6.0,flux:none/vram_budget_gb=24.0"
     done = subprocess.run([sys.executable, "-m", "benchmarks.gpu_bench", "--out", str(tmp_path), "--device", "cpu",
-                           "--scale", "tiny", "--tiny", "none", "--no-video", "--only", only],
+                           "--scale", "tiny", "--tiny", "none", "--no-video", "--only", only, "--repeats", "3"],
                           cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
-    assert [(r["strategy"], r["vram_budget_gb"], r["status"]) for r in rows] == [
-        ("block_prefetch", 6.0, "ok"), ("none", 24.0, "ok")]
+    assert [(r["strategy"], r["vram_budget_gb"], r["status"], r["repeats"]) for r in rows] == [
+        ("block_prefetch", 6.0, "ok", 3), ("none", 24.0, "ok", 3)]
 
 
 def test_changed_weights_are_named() -> None:
