@@ -229,8 +229,9 @@ def host_build_job(run: Run, device: torch.device, scale: str, sizes: dict[str, 
     root = Path(tempfile.mkdtemp(prefix="host-build-"))  # the reference output stays out of the report folder
     overrides = ["family=flux", "family.variant=dev", f"family.scale={scale}", "strategy=block_prefetch",
                  "strategy.prefetch_depth=2", "strategy.stream_encoders=true", "run.build_on=host",
-                 f"run.vram_budget_gb={budget_gb}", f"run.device={device}", "run.warmup=1", f"run.repeats={run.repeats}",
-                 "run.progress=false", f"output_root={root}", *(f"run.{k}={v}" for k, v in sizes.items())]
+                 f"run.vram_budget_gb={budget_gb}", f"run.device={device}", "run.warmup=1",
+                 f"run.repeats={run.repeats}", "run.progress=false", f"output_root={root}",
+                 *(f"run.{k}={v}" for k, v in sizes.items())]
     with initialize_config_dir(str(Path(__file__).resolve().parent.parent / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=overrides)
     start = time.monotonic()
