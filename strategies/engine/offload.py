@@ -121,24 +121,24 @@ class EngineHandle(Handle):
         group.detach(self.placeholders)
         return group
 
+    def _pack_modules(self, modules: list[tuple[Component, list[tuple[str, nn.Module]]]],
+                      claimed: set[int]) -> list[tuple[str, PackedGroup, nn.Module]]:
+        """(owner, group, module): each listed module's own tensors (unclaimed, unshared) packed in a group."""
+        packed = []
+        for component, named in modules:
+            for (name, module), tensors in zip(named, exclusive_tensors([m for _, m in named], claimed)):
+                if tensors:
+                    packed.append((component.name, self._pack(f"{component.name}.{name}", tensors), module))
+        return packed
+
     def _install(self) -> None:
         claimed: set[int] = set()
-        unit_groups: list[PackedGroup] = []
-        owners: list[str] = []
-        unit_modules = []
         streamed_units = self._streamed_units()
-        for component, units in streamed_units:
-            for (unit_name, module), tensors in zip(units, exclusive_tensors([m for _, m in units], claimed)):
-                if tensors:
-                    unit_groups.append(self._pack(f"{component.name}.{unit_name}", tensors))
-                    owners.append(component.name)
-                    unit_modules.append(module)
-        part_modules = {}
-        for component, parts in self._decoder_parts():
-            for (part_name, module), tensors in zip(parts, exclusive_tensors([m for _, m in parts], claimed)):
-                if tensors:
-                    part_modules[f"{component.name}.{part_name}"] = module
-                    self._pack(f"{component.name}.{part_name}", tensors)
+        units = self._pack_modules(streamed_units, claimed)
+        owners = [owner for owner, _, _ in units]
+        unit_groups = [group for _, group, _ in units]
+        unit_modules = [module for _, _, module in units]
+        parts = self._pack_modules(self._decoder_parts(), claimed)
         component_groups = {}
         for component in self.bundle.components:
             tensors = unique_tensors([component.module], claimed)
@@ -156,11 +156,11 @@ class EngineHandle(Handle):
             self._keep_resident(unit_groups[index])
         streamed = [i for i in range(len(unit_groups)) if i not in resident]
         if self.plan.reload_components:
-            groups = component_groups | {g.name: g for g in self.groups if g.name in part_modules}
+            groups = component_groups | {group.name: group for _, group, _ in parts}
             self.residency = Residency(groups, self.pool, self.backend, self.ledger, self.placeholders)
-            for name, module in part_modules.items():
-                self.hooks.around_forward(module, before=lambda n=name: self.residency.load(n),
-                                          after=lambda n=name: self.residency.drop(n))
+            for _, group, module in parts:
+                self.hooks.around_forward(module, before=lambda n=group.name: self.residency.load(n),
+                                          after=lambda n=group.name: self.residency.drop(n))
         else:
             for group in component_groups.values():
                 self._keep_resident(group)
