@@ -38,10 +38,11 @@ def split_by_size(module: nn.Module, max_bytes: int) -> list[tuple[str, nn.Modul
     def visit(parent: nn.Module, prefix: str) -> None:
         for name, child in parent.named_children():
             inside = {id(m) for m in child.modules()}
-            if id(child) in taken or module_bytes(child) == 0:
+            size = module_bytes(child)
+            if id(child) in taken or size == 0:
                 continue
             leaf = is_leaf(child)
-            fits = module_bytes(child) <= max_bytes or all(is_leaf(m) for m in child.children())
+            fits = size <= max_bytes or all(is_leaf(m) for m in child.children())
             container = isinstance(child, (nn.ModuleList, nn.ModuleDict))  # never called: its hooks would not run
             if leaf or (fits and not container and not inside & taken):
                 units.append((f"{prefix}{name}", child))
