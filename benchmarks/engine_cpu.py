@@ -3,7 +3,9 @@
     python benchmarks/engine_cpu.py [--rounds 5] [--families sd15 flux]
 
 1. Small-scale families: latency of block_stream, block_prefetch (k=1,2,4) and resident-unit variants over `none`,
-   and the copy floor: the core time of copying every unit, which no CPU schedule can hide from busy cores.
+   and two copy floors: the core time of copying every unit (which no CPU schedule can hide from cores the
+   compute keeps busy), and the wall time of those copies on every core (block_stream's way of copying).
+   Then `none` while a thread copies without pause: why a copy thread beside the compute costs more than it hides.
 2. A synthetic transfer-bound stack (copy time ~ compute time per unit): overlap efficiency of block_prefetch; and
    with copies 2.5x the compute and half the units resident, the two placement policies.
 3. Engine overhead per unit: near-zero-byte units, streamed vs resident, per unit call.
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 import statistics
 import time
 from dataclasses import dataclass
@@ -68,13 +71,36 @@ def streamed_bytes(bundle: Bundle, args: GenerateArgs) -> int:
         handle.remove()
 
 
-def copy_core_seconds_per_byte(nbytes: int = 256 << 20) -> float:
-    """The cheapest core time per copied byte: a one-core memmove or ATen's copy on every core."""
+def copy_seconds_per_byte(nbytes: int = 256 << 20) -> tuple[float, float]:
+    """Core time per copied byte (the cheaper of a one-core memmove and ATen's copy on every core), and wall time
+    per byte of ATen's copy on every core."""
     src = torch.randint(0, 255, (nbytes,), dtype=torch.uint8)
     dst = torch.empty_like(src)
     one_core = median_seconds(lambda: raw_copy(dst, src), 5)
-    all_cores = median_seconds(lambda: dst.copy_(src), 5) * torch.get_num_threads()
-    return min(one_core, all_cores) / nbytes
+    all_cores = median_seconds(lambda: dst.copy_(src), 5)
+    return min(one_core, all_cores * torch.get_num_threads()) / nbytes, all_cores / nbytes
+
+
+def seconds_beside_a_copy_thread(fn: Callable[[], Any], nbytes: int = 256 << 20) -> float:
+    """Seconds `fn` takes while another thread copies without pause, as a copy thread would if it never
+    waited."""
+    src = torch.randint(0, 255, (nbytes,), dtype=torch.uint8)
+    dst = torch.empty_like(src)
+    stop = threading.Event()
+
+    def copy_until_stopped() -> None:
+        while not stop.is_set():
+            raw_copy(dst, src)
+
+    thread = threading.Thread(target=copy_until_stopped, daemon=True)
+    thread.start()
+    try:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+    finally:
+        stop.set()
+        thread.join()
 
 
 def family_ratios(name: str, rounds: int) -> None:
@@ -86,11 +112,17 @@ def family_ratios(name: str, rounds: int) -> None:
         for strategy, params in configs:
             times[label(strategy, params)].append(timed_generate(bundle, args, strategy, params))
     base = statistics.median(times["none"])
-    floor = 1 + streamed_bytes(bundle, args) * copy_core_seconds_per_byte() / torch.get_num_threads() / base
+    core_per_byte, wall_per_byte = copy_seconds_per_byte()
+    copied = streamed_bytes(bundle, args)
+    beside = seconds_beside_a_copy_thread(lambda: timed_generate(bundle, args, "none", {}))
     print(f"\n## {name} small ({units} units, {args.steps} steps, {args.width}x{args.height}), "
           f"median of {rounds} interleaved runs")
-    print(f"copy floor of streaming every unit: {floor:.3f} x none (the copies' core time spread over "
-          f"{torch.get_num_threads()} cores that the compute already keeps busy)")
+    print(f"copy floors of streaming every unit ({copied / 2**30:.2f} GiB a run): core time "
+          f"{1 + copied * core_per_byte / torch.get_num_threads() / base:.3f} x none (spread over "
+          f"{torch.get_num_threads()} cores the compute already keeps busy), wall time on every core "
+          f"{1 + copied * wall_per_byte / base:.3f} x none")
+    print(f"none while a thread copies without pause: {beside / base:.2f} x none (the compute's threads "
+          "wait for the one the copy thread displaced)")
     print(f"{'strategy':48s} {'median s':>9s} {'vs none':>8s}")
     for key, values in times.items():
         median = statistics.median(values)
