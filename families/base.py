@@ -142,11 +142,13 @@ class Family(ABC):
                 raise HarnessError(f"run.{label}={value} is not valid for {self.name}: use a positive multiple of {m}")
         if self.frame_rule is None:
             if frames not in (None, 1):
-                raise HarnessError(f"run.frames={frames} is not valid for {self.name}: it makes images; leave run.frames unset")
+                raise HarnessError(f"run.frames={frames} is not valid for {self.name}: it makes images; "
+                                   "leave run.frames unset")
         else:
             step, offset = self.frame_rule
             if frames is None or frames <= 0 or (frames - offset) % step:
-                raise HarnessError(f"run.frames={frames} is not valid for {self.name}: use {step}*k+{offset} frames (for example {step + offset})")
+                raise HarnessError(f"run.frames={frames} is not valid for {self.name}: use {step}*k+{offset} "
+                                   f"frames (for example {step + offset})")
 
 
 def build_with_defaults(name: str, scale: str, device: torch.device, dtype: torch.dtype,

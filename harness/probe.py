@@ -50,7 +50,8 @@ class StageClock:
         self.points = {k: _Marker(bundle.device) for k in ("start", "denoise_start", "denoise_end", "end")}
         self.calls = 0
         for component in bundle.denoisers:
-            self.hooks.around_forward(component.module, before=self._denoiser_entered, after=self.points["denoise_end"].mark)
+            self.hooks.around_forward(component.module, before=self._denoiser_entered,
+                                      after=self.points["denoise_end"].mark)
 
     def _denoiser_entered(self) -> None:
         if self.calls == 0:
@@ -66,8 +67,8 @@ class StageClock:
             torch.cuda.synchronize(self.device)
         p = self.points
         return output, StageTimes(p["start"].seconds_to(p["end"]), p["start"].seconds_to(p["denoise_start"]),
-                                  p["denoise_start"].seconds_to(p["denoise_end"]), p["denoise_end"].seconds_to(p["end"]),
-                                  self.calls)
+                                  p["denoise_start"].seconds_to(p["denoise_end"]),
+                                  p["denoise_end"].seconds_to(p["end"]), self.calls)
 
     def remove(self) -> None:
         self.hooks.remove()

@@ -11,7 +11,8 @@ from families.base import Bundle, GenerateArgs, build_with_defaults
 from strategies.base import STRATEGIES, ApplyContext
 
 CPU = torch.device("cpu")
-CORE_STRATEGIES = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}), ("block_prefetch", {"prefetch_depth": 2})]
+CORE_STRATEGIES = [("none", {}), ("drop_and_reload", {}), ("block_stream", {}),
+                   ("block_prefetch", {"prefetch_depth": 2})]
 
 
 def build(family: str, scale: str = "tiny", variant: str | None = None) -> tuple[Bundle, GenerateArgs]:
