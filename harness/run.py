@@ -21,6 +21,7 @@ from families.parallel_fill import GENERATOR
 from harness.atomic import write_json
 from harness.environment import environment
 from harness.errors import HarnessError, SkipJob, gb_to_bytes
+from harness.host_fit import HostMemoryShort, check_host_fits
 from harness.layout import RESULT_FILE
 from harness.parity import ReferenceCache, compare, reference_key
 from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
@@ -86,6 +87,15 @@ def release_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def build_weights_on(s: JobSettings, device: torch.device | None) -> Bundle:
+    """Build the model with its weights on `device` (None: the compute device). Synthetic weights bound for host
+    memory are sized first: a model larger than the host ends the job as `oom`, not the process."""
+    spec = s.spec if device is None else replace(s.spec, build_device=device)
+    if spec.weights is None and spec.weights_device.type == "cpu":
+        check_host_fits(s.family, spec)
+    return s.family.build(spec)
+
+
 def build_bundle(s: JobSettings) -> tuple[Bundle, str]:
     """Build the model where `run.build_on` says, and say where. `auto` builds in host memory when a VRAM budget is
     set on CUDA (the card being emulated never holds the whole model, and memory the build reserved would count
@@ -93,16 +103,16 @@ def build_bundle(s: JobSettings) -> tuple[Bundle, str]:
     built on the host come from the CPU's generator: other values than a device build's."""
     cuda = s.spec.device.type == "cuda"
     if s.build_on == "host" or (s.build_on == "auto" and cuda and s.vram_budget_gb is not None):
-        return s.family.build(replace(s.spec, build_device=HOST)), "host"
+        return build_weights_on(s, HOST), "host"
     if s.build_on == "device" or not cuda:
-        return s.family.build(s.spec), "device"
+        return build_weights_on(s, None), "device"
     try:
-        return s.family.build(s.spec), "device"
+        return build_weights_on(s, None), "device"
     except torch.cuda.OutOfMemoryError as exc:
         log.warning("the model does not fit on %s (%s): building it in host memory", s.spec.device,
                     str(exc).splitlines()[0])
     release_memory()
-    return s.family.build(replace(s.spec, build_device=HOST)), "host"
+    return build_weights_on(s, HOST), "host"
 
 
 def run_with(bundle: Bundle, strategy: Strategy, ctx: ApplyContext, args: GenerateArgs) -> torch.Tensor:
@@ -269,6 +279,8 @@ def run_job(cfg: DictConfig, job_dir: Path) -> dict[str, Any]:
         execute(s, cfg, row)
     except SkipJob as exc:
         row.update(status="skipped", error=str(exc))
+    except HostMemoryShort as exc:
+        row.update(status="oom", error=str(exc))
     except OOM_ERRORS as exc:
         budget = row.get("vram_budget_gb")
         prefix = f"run.vram_budget_gb={budget} is too small: " if budget is not None else ""

@@ -9,8 +9,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from families.base import BuildSpec
+from families.base import FAMILIES, BuildSpec
 from families.units import module_bytes
+from harness import host_fit
 from harness.run import build_bundle, run_job
 from harness.settings import JobSettings
 from harness.summary import one_line
@@ -71,6 +72,8 @@ def cuda_build(fits: bool, budget_gb: float | None) -> tuple[str, list[torch.dev
     built = []
 
     def build(spec: BuildSpec) -> SimpleNamespace:
+        if spec.weights_device.type == "meta":  # sized before a host build
+            return SimpleNamespace(components=[])
         built.append(spec.weights_device)
         if spec.build_device is None and not fits:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
@@ -93,3 +96,20 @@ def test_auto_builds_on_the_host_under_a_vram_budget() -> None:
     """A 6 GB cap on an H100 found 7.8 GiB reserved by the allocator: a device build leaves memory behind that the
     card being emulated would never hold."""
     assert cuda_build(fits=True, budget_gb=6.0)[:2] == ("host", [torch.device("cpu")])
+
+
+def test_weights_are_sized_exactly_on_the_meta_device() -> None:
+    bundle, _, _ = tiny("flux")
+    spec = BuildSpec("dev", "tiny", torch.float32, torch.device("cpu"))
+    assert host_fit.weight_bytes(FAMILIES.get("flux")(), spec) == sum(module_bytes(c.module) for c in bundle.components)
+
+
+@pytest.mark.parametrize("build_on", ["host", "device"])  # a CPU device is host memory too
+def test_a_model_larger_than_the_host_ends_as_an_oom_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         build_on: str) -> None:
+    """The kernel's OOM killer would end the process, and a sweep with it: the job is refused before building."""
+    monkeypatch.setattr(host_fit, "available_host_bytes", lambda: host_fit.PROCESS_BYTES)
+    row = job(tmp_path, build_on, f"run.build_on={build_on}")
+    assert row["status"] == "oom"
+    assert row["error"].startswith("sd15 base at scale tiny in float32 needs 0.0 GiB of host memory"), row["error"]
+    assert "1.0 GiB is available" in row["error"]
