@@ -21,7 +21,7 @@ from families.parallel_fill import GENERATOR
 from harness.atomic import write_json
 from harness.environment import environment
 from harness.errors import HarnessError, SkipJob, gb_to_bytes
-from harness.host_fit import HostMemoryShort, check_host_fits
+from harness.host_fit import HostMemoryShort, check_synthetic_fits
 from harness.layout import RESULT_FILE
 from harness.parity import ReferenceCache, compare, reference_key
 from harness.probe import CudaMemory, StageClock, host_rss_peak_bytes
@@ -89,10 +89,11 @@ def release_memory() -> None:
 
 def build_weights_on(s: JobSettings, device: torch.device | None) -> Bundle:
     """Build the model with its weights on `device` (None: the compute device). Synthetic weights bound for host
-    memory are sized first: a model larger than the host ends the job as `oom`, not the process."""
+    memory are sized first (a checkpoint always is: it loads through host memory), so a model larger than the host
+    ends the job as `oom`, not the process."""
     spec = s.spec if device is None else replace(s.spec, build_device=device)
     if spec.weights is None and spec.weights_device.type == "cpu":
-        check_host_fits(s.family, spec)
+        check_synthetic_fits(s.family, spec)
     return s.family.build(spec)
 
 

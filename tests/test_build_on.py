@@ -80,7 +80,7 @@ def cuda_build(fits: bool, budget_gb: float | None) -> tuple[str, list[torch.dev
         return SimpleNamespace(spec=spec)
 
     spec = BuildSpec("dev", "full", torch.bfloat16, torch.device("cuda"))
-    settings = JobSettings(SimpleNamespace(build=build), spec, None, None, {}, 0, 1, budget_gb, build_on="auto")
+    settings = JobSettings(SimpleNamespace(build=build, name="fake"), spec, None, None, {}, 0, 1, budget_gb, build_on="auto")
     bundle, place = build_bundle(settings)
     return place, built, bundle.spec
 

@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from families.base import FAMILIES, BuildSpec
+from families.checkpoint import checkpoint_bytes
+from harness import host_fit
 from harness.errors import HarnessError
 from tests.conftest import CPU, run_with, tiny
 
@@ -53,3 +55,19 @@ def test_bad_weights_path(tmp_path: Path, make: str) -> None:
     path = tmp_path / "nothing" if make == "missing" else tmp_path
     with pytest.raises(HarnessError, match="does not exist|not a diffusers folder"):
         FAMILIES.get("sd15")().build(BuildSpec("base", "tiny", torch.float32, CPU, weights=path))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_checkpoint_is_sized_from_its_headers(saved: dict[str, Path], core_family: str, dtype: torch.dtype) -> None:
+    """Exactly what loading holds, less buffers a module makes itself (CLIP's position ids are not stored)."""
+    bundle, _, _ = tiny(core_family)
+    stored = {t.data_ptr(): t for c in bundle.components for t in c.module.state_dict().values()}
+    loaded = sum(t.numel() * (dtype.itemsize if t.is_floating_point() else t.element_size()) for t in stored.values())
+    assert checkpoint_bytes(saved[core_family], dtype) == loaded
+
+
+def test_a_checkpoint_larger_than_the_host_is_refused_before_loading(saved: dict[str, Path],
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(host_fit, "available_host_bytes", lambda: host_fit.PROCESS_BYTES)
+    with pytest.raises(host_fit.HostMemoryShort, match=f"family.weights={saved['flux']} in float32 needs 0.0 GiB"):
+        FAMILIES.get("flux")().build(BuildSpec("dev", "tiny", torch.float32, CPU, weights=saved["flux"]))
