@@ -1,6 +1,6 @@
 """CPU benchmark of the streaming engine: ratios measured side by side in one run (medians of interleaved runs).
 
-    python benchmarks/engine_cpu.py [--rounds 5] [--families sd15 flux]
+    python -m benchmarks.engine_cpu [--rounds 5] [--families sd15 flux]
 
 1. Small-scale families: latency of block_stream, block_prefetch (k=1,2,4) and resident-unit variants over `none`,
    and two copy floors: the core time of copying every unit (which no CPU schedule can hide from cores the
@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import threading
 import statistics
 import time
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from typing import Any, Callable
 
 import torch
 
+from benchmarks.contention import copies_beside
 from families.base import Bundle, GenerateArgs, build_with_defaults
 from strategies.base import STRATEGIES, ApplyContext
 from strategies.engine.copy_backend import raw_copy
@@ -81,28 +81,6 @@ def copy_seconds_per_byte(nbytes: int = 256 << 20) -> tuple[float, float]:
     return min(one_core, all_cores * torch.get_num_threads()) / nbytes, all_cores / nbytes
 
 
-def seconds_beside_a_copy_thread(fn: Callable[[], Any], nbytes: int = 256 << 20) -> float:
-    """Seconds `fn` takes while another thread copies without pause, as a copy thread would if it never
-    waited."""
-    src = torch.randint(0, 255, (nbytes,), dtype=torch.uint8)
-    dst = torch.empty_like(src)
-    stop = threading.Event()
-
-    def copy_until_stopped() -> None:
-        while not stop.is_set():
-            raw_copy(dst, src)
-
-    thread = threading.Thread(target=copy_until_stopped, daemon=True)
-    thread.start()
-    try:
-        start = time.perf_counter()
-        fn()
-        return time.perf_counter() - start
-    finally:
-        stop.set()
-        thread.join()
-
-
 def family_ratios(name: str, rounds: int) -> None:
     bundle, args = build_with_defaults(name, "small", CPU, torch.float32)
     units = sum(len(c.units) for c in bundle.denoisers)
@@ -114,7 +92,8 @@ def family_ratios(name: str, rounds: int) -> None:
     base = statistics.median(times["none"])
     core_per_byte, wall_per_byte = copy_seconds_per_byte()
     copied = streamed_bytes(bundle, args)
-    beside = seconds_beside_a_copy_thread(lambda: timed_generate(bundle, args, "none", {}))
+    with copies_beside(CPU):
+        beside = timed_generate(bundle, args, "none", {})
     print(f"\n## {name} small ({units} units, {args.steps} steps, {args.width}x{args.height}), "
           f"median of {rounds} interleaved runs")
     print(f"copy floors of streaming every unit ({copied / 2**30:.2f} GiB a run): core time "

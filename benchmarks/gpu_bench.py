@@ -1,5 +1,7 @@
 """The GPU check: H2D bandwidth, the tiny matrix on the device, and full-scale FLUX.1-dev and LTX-Video with every
-core strategy and every peer, a resident-units sweep and parity. Writes report files into --out as it goes.
+core strategy and every peer, a resident-units sweep and parity; first, for each of the two, the resident run alone
+and beside host-to-device copies without pause (`flux:contention`, `ltx_video:contention`): whether copies slow the
+compute itself. Writes report files into --out as it goes.
 
     python -m benchmarks.gpu_bench --out DIR                       (on an NVIDIA GPU; see gpu_check.sh)
     python -m benchmarks.gpu_bench --out DIR --device cpu --scale tiny   (the same logic on a CPU, in seconds)
@@ -24,11 +26,13 @@ from typing import Any, Callable
 
 import torch
 
+from benchmarks.contention import copies_beside
 from benchmarks.gpu_report import write_gpu_report
 from families.base import FAMILIES, Bundle, BuildSpec, GenerateArgs, build_with_defaults
 from harness.environment import environment
 from harness.errors import SkipJob
 from harness.parity import compare
+from harness.probe import StageClock, StageTimes
 from harness.run import OOM_ERRORS, apply_and_measure, budget_bytes, run_with
 from harness.settings import JobSettings
 from strategies.base import SHARED_KNOBS, STRATEGIES, ApplyContext
@@ -191,6 +195,38 @@ def tiny_matrix(run: Run, device: torch.device, dtype: torch.dtype, strategies: 
         gc.collect()
 
 
+def copy_contention(run: Run, bundle: Bundle, args: GenerateArgs, rounds: int = 3) -> None:
+    """The resident run alone and beside host-to-device copies without pause, interleaved (medians of `rounds`):
+    whether the copies slow the compute itself, apart from any wait for them."""
+    handle = NoOffload().apply(bundle, ApplyContext(bundle.device))
+    clock = StageClock(bundle)
+    alone: list[StageTimes] = []
+    beside: list[StageTimes] = []
+    rates = []
+    try:
+        bundle.generate(args)
+        for _ in range(rounds):
+            alone.append(clock.time(lambda: bundle.generate(args))[1])
+            with copies_beside(bundle.device) as copied:
+                beside.append(clock.time(lambda: bundle.generate(args))[1])
+            rates.append(copied.gbps)
+    finally:
+        clock.remove()
+        handle.remove()
+    row: dict[str, Any] = dict(section="contention", family=bundle.family, variant=bundle.variant,
+                               scale=bundle.scale, strategy="none", device=bundle.device.type,
+                               dtype=str(bundle.dtype).removeprefix("torch."), rounds=rounds, status="ok",
+                               copy_gbps=statistics.median(rates))
+    for stage in ("total", "encode", "denoise", "decode"):
+        for name, runs in (("alone", alone), ("beside", beside)):
+            row[f"{stage}_{name}_s"] = statistics.median(getattr(r, f"{stage}_s") for r in runs)
+    row.update(environment(bundle.device))
+    run.add(row)
+    run.log(f"[contention] {bundle.family}: copies at {row['copy_gbps']:.1f} GB/s; run {row['total_alone_s']:.3f} s "
+            f"alone, {row['total_beside_s']:.3f} s beside them; denoising {row['denoise_alone_s']:.3f} s, "
+            f"{row['denoise_beside_s']:.3f} s")
+
+
 def full_scale(run: Run, family: str, variant: str | None, scale: str, device: torch.device, dtype: torch.dtype,
                overrides: dict[str, int], configs: list[tuple[str, dict[str, Any]]], min_left_s: float,
                wanted: Callable[[str], bool], reserve_s: float = 0.0) -> None:
@@ -198,12 +234,15 @@ def full_scale(run: Run, family: str, variant: str | None, scale: str, device: t
     `reserve_s` (kept for what runs after) is left; peers measure one run after the warm-up, diffusers_sequential
     only the one run."""
     configs = [(strategy, params) for strategy, params in configs if wanted(f"{family}:{label(strategy, params)}")]
-    if not configs:
+    contention = wanted(f"{family}:contention")
+    if not configs and not contention:
         return
     start = time.monotonic()
     bundle, args = build(family, variant, scale, device, dtype, overrides)
     run.log(f"[{family}] built {scale} in {time.monotonic() - start:.1f} s; args {args}")
     reference = resident_output(bundle, args)
+    if contention and run.left() > min_left_s + reserve_s:
+        copy_contention(run, bundle, args)
     units = sum(len(c.units) for c in bundle.denoisers)
     for strategy, params in configs:
         params = {k: (max(1, round(units * v)) if k == "resident_units" and isinstance(v, float) else v)

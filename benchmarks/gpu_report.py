@@ -107,6 +107,20 @@ def full_table(full: pd.DataFrame) -> list[str]:
     return lines
 
 
+def contention_table(contention: pd.DataFrame) -> list[str]:
+    """The resident run alone and beside copies without pause: how much the copies slow the compute itself."""
+    if contention.empty:
+        return []
+    lines = ["\n## The resident run beside copies without pause (medians of interleaved runs)\n",
+             "| family | copies GB/s | run alone s | beside s | ratio | denoising alone s | beside s | ratio |",
+             "|---" * 8 + "|"]
+    for _, r in contention.iterrows():
+        lines.append(f"| {r.family} | {r.copy_gbps:.1f} | {r.total_alone_s:.3f} | {r.total_beside_s:.3f} | "
+                     f"{r.total_beside_s / r.total_alone_s:.3f} | {r.denoise_alone_s:.3f} | {r.denoise_beside_s:.3f} | "
+                     f"{r.denoise_beside_s / r.denoise_alone_s:.3f} |")
+    return lines
+
+
 def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], out: Path) -> None:
     df = pd.DataFrame(rows)
     for column in ("latency_s", "step_s", "peak_vram_bytes", "peak_vram_reserved_bytes", "h2d_bytes", "h2d_gbps",
@@ -116,7 +130,7 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
         if column not in df:
             df[column] = float("nan")
     df[["prefetch_depth", "resident_units"]] = df[["prefetch_depth", "resident_units"]].astype("Int64")
-    full = df[~df.section.str.startswith("tiny")]
+    full = df[~df.section.str.startswith("tiny") & (df.section != "contention")]
     device = df.device_name.dropna().iloc[0] if "device_name" in df and df.device_name.notna().any() else "?"
     lines = [f"# GPU check on {device}", "",
              "- host-to-device: " + ", ".join(f"{kind} {bandwidth[f'h2d_{kind}_gbps']:.1f} GB/s"
@@ -125,7 +139,8 @@ def write_gpu_report(rows: list[dict[str, Any]], bandwidth: dict[str, float], ou
         lines.append("- allocating and pinning 1 GiB: " + ", ".join(
             f"{kind} {bandwidth[f'alloc_{kind}_s']:.2f} s" for kind in HOST_KINDS))
     lines += ["\n## Targets"] + targets(full, bandwidth["h2d_pinned_gbps"])
-    lines += full_table(full) + tiny_table(df[df.section == "tiny"], "built there")
+    lines += full_table(full) + contention_table(df[df.section == "contention"])
+    lines += tiny_table(df[df.section == "tiny"], "built there")
     lines += tiny_table(df[df.section == "tiny-host"], "built in host memory")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     if not full.empty:

@@ -18,10 +18,13 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
         assert (tmp_path / name).is_file(), name
     rows = [json.loads(line) for line in (tmp_path / "rows.jsonl").read_text().splitlines()]
     sections = {r["section"] for r in rows}
-    assert sections == {"tiny", "flux", "ltx_video", "flux-host"}
+    assert sections == {"tiny", "flux", "ltx_video", "flux-host", "contention"}
+    contention = {r["family"]: r for r in rows if r["section"] == "contention"}
+    assert contention.keys() == {"flux", "ltx_video"}
+    assert all(r["copy_gbps"] > 0 and 0 < r["denoise_alone_s"] < r["total_alone_s"] for r in contention.values())
     host = next(r for r in rows if r["section"] == "flux-host")
     assert (host["build_on"], host["status"], host["parity_exact"]) == ("host", "ok", True), host["error"]
-    ours = [r for r in rows if not r["strategy"].startswith("diffusers_")]
+    ours = [r for r in rows if not r["strategy"].startswith("diffusers_") and r["section"] != "contention"]
     assert all(r["status"] == "ok" and r["parity_exact"] for r in ours), [r["error"] for r in ours]
     assert all(r["status"] == "skipped" for r in rows if r["strategy"].startswith("diffusers_"))
     assert all(r["weights_intact"] for r in rows if r["section"] == "tiny")
@@ -31,6 +34,8 @@ def test_gpu_check_runs_on_cpu_at_tiny_scale(tmp_path: Path) -> None:
     assert "block_prefetch k=2 +encoders" in (tmp_path / "report.md").read_text()
     summary = (tmp_path / "summary.md").read_text()
     assert "### flux" in summary and "### ltx_video" in summary and "parity:" in summary
+    assert "## The resident run beside copies without pause" in summary and "| ltx_video | " in summary
+    assert "contention" not in (tmp_path / "report.csv").read_text(), "the full-scale report holds strategy runs only"
 
 
 def test_gpu_check_runs_only_the_configurations_named(tmp_path: Path) -> None:
